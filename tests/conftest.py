@@ -1,0 +1,18 @@
+"""Shared test setup: hypothesis profiles.
+
+TGL_HYPOTHESIS_PROFILE=ci (the default when CI is set) is derandomized, so a failure in CI reproduces on
+every machine, with a bounded example count; `dev` draws more and different examples each run. Both
+have no deadline, because a first call may JIT-compile.
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("TGL_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))

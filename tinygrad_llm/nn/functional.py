@@ -1,0 +1,198 @@
+"""Stateless neural-network functions (activations, losses, dropout, normalisation), as in torch.nn.functional.
+
+Modules in `tinygrad_llm.nn` hold parameters and call these; a model with several inputs can call
+them directly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.cross_entropy import CrossEntropyRows
+from ..ops.layer_norm import LayerNormalize
+from ..ops.softmax import LogSoftmax, Softmax
+from ..random import generator
+from ..tensor import Tensor
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def tanh(x: Tensor) -> Tensor:
+    return x.tanh()
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return x.sigmoid()
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    return x.gelu(approximate=approximate)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along `axis` (each row separately, never over the whole array)."""
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(x)) computed as x - logsumexp(x): finite even where softmax underflows to 0."""
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias, with weight stored (out_features, in_features) as in PyTorch."""
+    if x.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"linear: input has {x.shape[-1]} features (shape {x.shape}) but the weight expects "
+            f"{weight.shape[-1]} (weight shape {weight.shape}, i.e. out_features x in_features)"
+        )
+    out = x @ weight.transpose(-2, -1)
+    return out + bias if bias is not None else out
+
+
+def _reduce(losses: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _class_target_weights(target: np.ndarray, num_classes: int, weight, ignore_index: int, label_smoothing: float):
+    """Rows of q for class-id targets: (1 - eps) on the target class plus eps spread over all classes,
+    each scaled by the class weights; all-zero rows for ignored positions."""
+    flat = target.reshape(-1)
+    keep = flat != ignore_index
+    bad = np.flatnonzero(keep & ((flat < 0) | (flat >= num_classes)))
+    if bad.size:
+        position = np.unravel_index(bad[0], target.shape)
+        raise IndexError(
+            f"cross_entropy: target{list(position)} = {flat[bad[0]]} is out of range for {num_classes} classes "
+            f"(valid ids are 0..{num_classes - 1}, or ignore_index={ignore_index} to skip a position)"
+        )
+    class_weight = np.ones(num_classes) if weight is None else np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
+    if class_weight.shape != (num_classes,):
+        raise ValueError(f"cross_entropy: weight must have shape ({num_classes},), one per class, got {class_weight.shape}")
+    q = np.zeros((flat.size, num_classes))
+    rows = np.flatnonzero(keep)
+    q[rows, flat[rows]] = (1 - label_smoothing) * class_weight[flat[rows]]
+    q[rows] += label_smoothing / num_classes * class_weight
+    normaliser = class_weight[flat[rows]].sum()
+    return q.reshape(target.shape + (num_classes,)), normaliser
+
+
+def cross_entropy(
+    logits: Tensor,
+    target,
+    weight=None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy between softmax(logits) and the target, with classes on the LAST axis.
+
+    target: integer class ids of shape logits.shape[:-1] (e.g. (B, T) for (B, T, V) logits), or
+    probabilities of logits' own shape (each row summing to 1).
+    weight: per-class weights; the mean is then sum(w[y] * nll) / sum(w[y]), as in PyTorch.
+    ignore_index: positions whose target equals it (padding) add no loss and get zero gradient; if every
+    position is ignored the mean is 0.
+    """
+    target_array = np.asarray(target.data if isinstance(target, Tensor) else target)
+    num_classes = logits.shape[-1]
+    if not 0 <= label_smoothing <= 1:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if np.issubdtype(target_array.dtype, np.integer):
+        if target_array.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"cross_entropy: class-id targets must have shape {logits.shape[:-1]} (logits {logits.shape} minus "
+                f"the class axis), got {target_array.shape}"
+            )
+        q, normaliser = _class_target_weights(target_array, num_classes, weight, ignore_index, label_smoothing)
+    elif np.issubdtype(target_array.dtype, np.floating) and target_array.shape == logits.shape:
+        if (target_array < 0).any() or not np.allclose(target_array.sum(axis=-1), 1, atol=1e-3):
+            raise ValueError(
+                "cross_entropy: float targets must be probability distributions over the last axis (non-negative, "
+                "rows summing to 1); for class labels pass integer ids instead"
+            )
+        q = (1 - label_smoothing) * target_array + label_smoothing / num_classes
+        if weight is not None:
+            q = q * np.asarray(weight.data if isinstance(weight, Tensor) else weight)
+        normaliser = int(np.prod(target_array.shape[:-1]))
+    else:
+        raise TypeError(
+            f"cross_entropy: targets must be integer class ids of shape {logits.shape[:-1]} or probability "
+            f"distributions of shape {logits.shape}; got dtype {target_array.dtype} and shape {target_array.shape}. "
+            "Random real numbers are not labels."
+        )
+    losses = CrossEntropyRows.apply(logits, Tensor(q.astype(logits.dtype)))
+    if reduction == "mean":
+        return losses.sum() / normaliser if normaliser else losses.sum() * 0
+    return _reduce(losses, reduction, "cross_entropy")
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
+    """BCE of sigmoid(logits) against 0/1 targets, as max(z, 0) - z*y + log(1 + e^-|z|): never log(0)."""
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=logits.dtype))
+    losses = logits.relu() - logits * target + (1 + (-logits.abs()).exp()).log()
+    return _reduce(losses, reduction, "binary_cross_entropy_with_logits")
+
+
+def mse_loss(prediction: Tensor, target, reduction: str = "mean") -> Tensor:
+    target = prediction._operand(target)
+    if prediction.shape != target.shape:
+        raise ValueError(f"mse_loss: prediction {prediction.shape} and target {target.shape} must have the same shape")
+    diff = prediction - target
+    return _reduce(diff * diff, reduction, "mse_loss")
+
+
+def huber_loss(prediction: Tensor, target, delta: float = 1.0, reduction: str = "mean") -> Tensor:
+    """0.5 e^2 for |e| <= delta, delta * (|e| - delta / 2) outside: quadratic near 0, linear (robust) for outliers.
+
+    Outside delta the gradient is delta * sign(e), never 0: a constant there would ignore outliers entirely.
+    """
+    target = prediction._operand(target)
+    if prediction.shape != target.shape:
+        raise ValueError(f"huber_loss: prediction {prediction.shape} and target {target.shape} must have the same shape")
+    error = (prediction - target).abs()
+    quadratic = error.clamp(max=delta)
+    return _reduce(0.5 * quadratic * quadratic + delta * (error - quadratic), reduction, "huber_loss")
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Inverted dropout: zero each element with probability p and scale survivors by 1 / (1 - p), so the
+    expected value is unchanged and evaluation needs no rescaling (it is the identity)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    keep = generator().random(x.shape) >= p
+    return x * Tensor((keep / (1 - p)).astype(x.dtype))
+
+
+def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing `normalized_shape` axes to mean 0 and (biased) variance 1, then scale and shift."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
+        raise ValueError(f"layer_norm: input shape {x.shape} does not end with normalized_shape {normalized_shape}")
+    out = LayerNormalize.apply(x, num_axes=len(normalized_shape), eps=eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def embedding(ids, weight: Tensor) -> Tensor:
+    """Rows of `weight` picked by integer ids; the gradient scatter-adds back into those rows."""
+    ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
+    if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
+        bad = ids[(ids < 0) | (ids >= weight.shape[0])][0]
+        raise IndexError(f"embedding: id {bad} is out of range for a table of {weight.shape[0]} rows (valid 0..{weight.shape[0] - 1})")
+    return weight[ids]

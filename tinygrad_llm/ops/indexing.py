@@ -1,0 +1,43 @@
+"""Indexing (a[idx]) and selection (where): ops that route values, so gradients are routed back.
+
+Integer-array indexing may pick the same element twice (an embedding lookup with a repeated token);
+its gradient must then be the sum of both contributions, which is what `np.add.at` (scatter-add) does
+and plain `grad[idx] += g` does not.
+"""
+import numpy as np
+
+from ..autograd import Function, unbroadcast
+
+
+class Index(Function):
+    def forward(self, a, index=None):
+        self.input_shape, self.input_dtype, self.index = a.shape, a.dtype, index
+        try:
+            return np.asarray(a[index])
+        except IndexError as err:
+            raise IndexError(f"indexing a tensor of shape {a.shape} with {_describe(index)}: {err}") from None
+
+    def backward(self, g):
+        grad = np.zeros(self.input_shape, dtype=g.dtype)
+        np.add.at(grad, self.index, g)
+        return grad
+
+
+def _describe(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return "[" + ", ".join(f"array of shape {p.shape}" if isinstance(p, np.ndarray) else repr(p) for p in parts) + "]"
+
+
+class Where(Function):
+    """where(condition, a, b): a where condition holds, else b; each gradient flows only to its side."""
+
+    def forward(self, condition, a, b):
+        self.condition = condition.astype(bool)
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return np.where(self.condition, a, b)
+
+    def backward(self, g):
+        zero = np.zeros((), dtype=g.dtype)
+        grad_a = unbroadcast(np.where(self.condition, g, zero), self.a_shape)
+        grad_b = unbroadcast(np.where(self.condition, zero, g), self.b_shape)
+        return None, grad_a, grad_b
