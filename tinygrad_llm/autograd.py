@@ -26,13 +26,16 @@ class no_grad(contextlib.ContextDecorator):
     `requires_grad=False`, so calling backward on them raises a clear error.
     """
 
+    def __init__(self):
+        self._previous = []  # a stack: one instance (a decorator) may be entered again before it exits (recursion)
+
     def __enter__(self):
-        self._previous = is_grad_enabled()
+        self._previous.append(is_grad_enabled())
         _state.grad_enabled = False
         return self
 
     def __exit__(self, *exc):
-        _state.grad_enabled = self._previous
+        _state.grad_enabled = self._previous.pop()
         return False
 
 

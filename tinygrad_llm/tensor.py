@@ -23,7 +23,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
     if dtype is not None:
         return np.array(data, dtype=dtype)
     array = np.array(data)
-    if not isinstance(data, np.ndarray) and array.dtype == np.float64:
+    if not isinstance(data, (np.ndarray, np.generic)) and array.dtype == np.float64:  # a NumPy scalar keeps its dtype
         array = array.astype(DEFAULT_FLOAT)
     return array
 
@@ -293,7 +293,8 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         start, end = start_axis % self.ndim, end_axis % self.ndim
-        return self.reshape(self.shape[:start] + (-1,) + self.shape[end + 1:])
+        merged = int(np.prod(self.shape[start:end + 1]))  # not -1: that is ambiguous when a dimension is 0
+        return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
 
     def unsqueeze(self, axis):
         axis = axis if axis >= 0 else axis + self.ndim + 1
@@ -308,7 +309,7 @@ class Tensor:
 
     def permute(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return movement.Permute.apply(self, axes=tuple(a % self.ndim for a in axes))
+        return movement.Permute.apply(self, axes=tuple(a + self.ndim if a < 0 else a for a in axes))
 
     def transpose(self, axis0, axis1):
         axes = list(range(self.ndim))
@@ -324,6 +325,8 @@ class Tensor:
         """Broadcast to `shape` without copying; -1 keeps a dimension's size."""
         new_shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         offset = len(new_shape) - self.ndim
+        if -1 in new_shape[:offset]:
+            raise ValueError(f"expand: -1 (keep the size) is not allowed in a new leading dimension: {self.shape} -> {tuple(new_shape)}")
         new_shape = tuple(self.shape[i - offset] if n == -1 else n for i, n in enumerate(new_shape))
         return movement.Expand.apply(self, shape=new_shape)
 

@@ -11,7 +11,7 @@ from ..ops.cross_entropy import CrossEntropyRows
 from ..ops.layer_norm import LayerNormalize
 from ..ops.softmax import LogSoftmax, Softmax
 from ..random import generator
-from ..tensor import Tensor
+from ..tensor import Tensor, stack
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -70,9 +70,9 @@ def _class_target_weights(target: np.ndarray, num_classes: int, weight, ignore_i
     keep = flat != ignore_index
     bad = np.flatnonzero(keep & ((flat < 0) | (flat >= num_classes)))
     if bad.size:
-        position = np.unravel_index(bad[0], target.shape)
+        position = [int(i) for i in np.unravel_index(bad[0], target.shape)]
         raise IndexError(
-            f"cross_entropy: target{list(position)} = {flat[bad[0]]} is out of range for {num_classes} classes "
+            f"cross_entropy: target{position} = {flat[bad[0]]} is out of range for {num_classes} classes "
             f"(valid ids are 0..{num_classes - 1}, or ignore_index={ignore_index} to skip a position)"
         )
     class_weight = np.ones(num_classes) if weight is None else np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
@@ -136,9 +136,14 @@ def cross_entropy(
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
-    """BCE of sigmoid(logits) against 0/1 targets, as max(z, 0) - z*y + log(1 + e^-|z|): never log(0)."""
+    """BCE of sigmoid(logits) against 0/1 targets, as log(1 + e^z) - z*y = logsumexp([0, z]) - z*y: never log(0).
+
+    (The pieces of max(z, 0) - z*y + log(1 + e^-|z|) have kinks at z = 0 whose subgradients do not add up to
+    sigmoid(0) - y; log-sum-exp gives the exact gradient sigmoid(z) - y everywhere.)
+    """
     target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=logits.dtype))
-    losses = logits.relu() - logits * target + (1 + (-logits.abs()).exp()).log()
+    softplus = stack([Tensor(np.zeros(logits.shape, dtype=logits.dtype)), logits], axis=-1).logsumexp(axis=-1)
+    losses = softplus - logits * target
     return _reduce(losses, reduction, "binary_cross_entropy_with_logits")
 
 

@@ -7,6 +7,7 @@ from . import functional as F
 from . import init
 from .module import Module
 from .parameter import Parameter
+from ..tensor import DEFAULT_FLOAT
 
 
 class Linear(Module):
@@ -19,8 +20,8 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
-        self.weight = init.uniform_(Parameter(np.empty((out_features, in_features))), -bound, bound)
-        self.bias = init.uniform_(Parameter(np.empty(out_features)), -bound, bound) if bias else None
+        self.weight = init.uniform_(Parameter(np.empty((out_features, in_features), dtype=DEFAULT_FLOAT)), -bound, bound)
+        self.bias = init.uniform_(Parameter(np.empty(out_features, dtype=DEFAULT_FLOAT)), -bound, bound) if bias else None
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -34,7 +35,7 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int):
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = init.normal_(Parameter(np.empty((num_embeddings, embedding_dim))))
+        self.weight = init.normal_(Parameter(np.empty((num_embeddings, embedding_dim), dtype=DEFAULT_FLOAT)))
 
     def forward(self, ids):
         return F.embedding(ids, self.weight)
@@ -47,8 +48,8 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True):
         self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.eps = eps
-        self.weight = Parameter(np.ones(self.normalized_shape)) if elementwise_affine else None
-        self.bias = Parameter(np.zeros(self.normalized_shape)) if elementwise_affine else None
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype=DEFAULT_FLOAT)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype=DEFAULT_FLOAT)) if elementwise_affine else None
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)

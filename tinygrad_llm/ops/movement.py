@@ -57,7 +57,9 @@ class Concatenate(Function):
         if len({len(s) for s in shapes}) != 1:
             raise ValueError(f"cat: all tensors need the same number of dimensions, got shapes {shapes}")
         ndim = len(shapes[0])
-        axis = axis % ndim if ndim else axis
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"cat: axis {axis} is out of range for tensors with {ndim} dimensions (shapes {shapes})")
+        axis = axis % ndim
         others = {s[:axis] + s[axis + 1:] for s in shapes}
         if len(others) != 1:
             raise ValueError(

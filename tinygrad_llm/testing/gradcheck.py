@@ -33,9 +33,9 @@ def numerical_gradient(fn, inputs, index: int, weights=None, eps: float = 1e-6) 
         for i in np.ndindex(x.shape):
             original = x[i]
             x[i] = original + eps
-            plus = float(_scalar_objective(fn, inputs, weights).data)
+            plus = _scalar_objective(fn, inputs, weights).item()
             x[i] = original - eps
-            minus = float(_scalar_objective(fn, inputs, weights).data)
+            minus = _scalar_objective(fn, inputs, weights).item()
             x[i] = original
             grad[i] = (plus - minus) / (2 * eps)
     return grad

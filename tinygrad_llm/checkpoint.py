@@ -1,0 +1,41 @@
+"""Checkpoints as .npz files: arrays by name plus a JSON metadata entry.
+
+Loading uses allow_pickle=False, so opening a checkpoint can never run code; saving writes a temporary
+file and renames it over the target, so a crash mid-save never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+_METADATA_KEY = "__metadata__"
+
+
+def save_checkpoint(path, arrays: dict, metadata: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _METADATA_KEY in arrays:
+        raise ValueError(f"save_checkpoint: {_METADATA_KEY!r} is reserved for the metadata")
+    payload = {name: np.asarray(value) for name, value in arrays.items()}
+    payload[_METADATA_KEY] = np.array(json.dumps(metadata or {}))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """(arrays by name, metadata dict)."""
+    with np.load(Path(path), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files if name != _METADATA_KEY}
+        metadata = json.loads(str(archive[_METADATA_KEY])) if _METADATA_KEY in archive.files else {}
+    return arrays, metadata
