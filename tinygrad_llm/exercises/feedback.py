@@ -26,9 +26,9 @@ class PropertyFailed(Exception):
 
     def explain(self, function_name: str) -> str:
         lines = [f"FAIL: property '{self.property_name}' does not hold.", "Minimal failing input:"]
-        lines += [f"  {name} = {show_value(value)}" for name, value in self.inputs.items()]
-        lines.append(f"Expected: {show_value(self.expected)}")
-        lines.append(f"Received: {show_value(self.received)}")
+        lines += [labelled(f"  {name} = ", value) for name, value in self.inputs.items()]
+        lines.append(labelled("Expected: ", self.expected))
+        lines.append(labelled("Received: ", self.received))
         if self.detail:
             lines.append(f"Why: {self.detail}")
         return "\n".join(lines)
@@ -45,8 +45,8 @@ class LearnerRaised(PropertyFailed):
         lines = [f"FAIL: {function_name} raised {type(error).__name__}: {error}"]
         if self.detail:
             lines.append(f"  at {self.detail}")
-        lines.append(f"while checking '{self.property_name}' on the input:")
-        lines += [f"  {name} = {show_value(value)}" for name, value in self.inputs.items()]
+        lines.append(f"while checking '{self.property_name}'. Minimal failing input:")
+        lines += [labelled(f"  {name} = ", value) for name, value in self.inputs.items()]
         return "\n".join(lines)
 
 
@@ -59,6 +59,21 @@ class NotImplementedYet(PropertyFailed):
     def explain(self, function_name: str) -> str:
         return (f"NOT DONE: {function_name} is not implemented yet "
                 "(it raises NotImplementedError). Replace that line with your code.")
+
+
+class NotDeterministic(PropertyFailed):
+    """The same input passed once and failed once: the learner's function keeps state or draws random numbers."""
+
+    def __init__(self, property_name: str, inputs: dict[str, Any]):
+        super().__init__(property_name, inputs, expected=None, received=None)
+
+    def explain(self, function_name: str) -> str:
+        lines = [f"FAIL: {function_name} is not deterministic: while checking '{self.property_name}' it passed "
+                 "and failed on the same input. Does it keep state between calls or use random numbers?"]
+        if self.inputs:
+            lines.append("Failing input:")
+            lines += [labelled(f"  {name} = ", value) for name, value in self.inputs.items()]
+        return "\n".join(lines)
 
 
 def call_learner(function: Callable, inputs: dict[str, Any], property_name: str) -> Any:
@@ -78,16 +93,18 @@ def call_learner(function: Callable, inputs: dict[str, Any], property_name: str)
 
 
 def expect_close(property_name: str, inputs: dict[str, Any], expected: Any, received: Any,
-                 rtol: float, atol: float, names: tuple[str, ...] | None = None) -> None:
+                 rtol: float | None, atol: float | None, names: tuple[str, ...] | None = None) -> None:
     """Raise PropertyFailed unless `received` has expected's structure, shapes, dtypes and values (to tolerance).
 
+    With `rtol=None` only the structure, shapes and dtypes are compared, so a property can safely do
+    arithmetic on the learner's output afterwards.
     `expected` may be an array or scalar, a tuple/list of them, or a dict of them. `names` label the items of
     a returned tuple, so a message says "dW has the wrong shape" rather than "item 1"; a failing part is
     reported on its own, next to the whole input.
     """
     def compare(want: Any, got: Any, label: str, item_names: tuple[str, ...] | None = None) -> None:
         def fail(detail: str) -> None:
-            if label == "the result":
+            if want is expected:
                 raise PropertyFailed(property_name, inputs, expected, received, detail)
             raise PropertyFailed(property_name, inputs, {label: want}, {label: got}, detail)
 
@@ -109,22 +126,55 @@ def expect_close(property_name: str, inputs: dict[str, Any], expected: Any, rece
         else:
             _expect_array(fail, want, got, rtol, atol, label)
 
-    compare(expected, received, "the result", names)
+    compare(expected, received, "result", names)
+
+
+def _expect_array(fail: Callable[[str], None], expected: Any, received: Any, rtol: float | None,
+                  atol: float | None, label: str) -> None:
+    expected = np.asarray(expected)
+    if not isinstance(received, (np.ndarray, np.generic, float, int)) or isinstance(received, bool):
+        fail(f"{label} should be an array of shape {expected.shape}, got {_describe(received)}")
+    received = np.asarray(received)
+    if received.shape != expected.shape:
+        fail(f"{label} has shape {received.shape} but should have shape {expected.shape}")
+    if expected.dtype.kind == "f" and received.dtype != expected.dtype:
+        fail(f"{label} has dtype {received.dtype} but should have dtype {expected.dtype}: "
+             "compute in the input's dtype (no int arrays, no casts to float32)")
+    if rtol is None:
+        return
+    if not np.all(np.isfinite(received)) and np.all(np.isfinite(expected)):
+        fail(f"{label} contains nan or inf where the exact answer is finite: something overflowed "
+             "(exp of a large number?) or divided 0 by 0")
+    if not np.allclose(received, expected, rtol=rtol, atol=atol):
+        error = np.abs(received - expected)
+        worst = np.unravel_index(np.argmax(error), error.shape) if error.ndim else ()
+        where = f" at index {tuple(int(i) for i in worst)}" if worst else ""
+        fail(f"{label} differs from the expected value: max |expected - received| = {error.max():.3g}{where} "
+             f"(tolerance rtol={rtol:g}, atol={atol:g})")
+
+
+def labelled(label: str, value: Any) -> str:
+    """`label` then the value, with a multi-line array's rows lined up under its first row."""
+    lines = show_value(value).split("\n")
+    return "\n".join([label + lines[0]] + [(" " * len(label) + line).rstrip() for line in lines[1:]])
 
 
 def show_value(value: Any) -> str:
     """A compact, exact-enough rendering of an input or output for a failure message."""
     with np.printoptions(precision=8, threshold=60, linewidth=100):
         if isinstance(value, dict):
-            return "{" + ", ".join(f"{key!r}: {show_value(item)}" for key, item in value.items()) + "}"
+            items = ", ".join(labelled(f"{key!r}: ", item) for key, item in value.items())
+            return "{" + items.replace("\n", "\n ") + "}"
         if isinstance(value, list):
             return "[" + ", ".join(show_value(item) for item in value) + "]"
         if isinstance(value, tuple) and not all(isinstance(item, int) for item in value):
             return "(" + ", ".join(show_value(item) for item in value) + ("," if len(value) == 1 else "") + ")"
         if isinstance(value, np.ndarray):
-            return repr(value).replace("\n", "\n" + " " * 6)
+            return "\n".join(line.rstrip() for line in repr(value).splitlines())
         if isinstance(value, np.generic):
             return repr(value.item())
+        if isinstance(value, str):  # a description such as "global norm <= 1.0"
+            return value
         return repr(value)
 
 
@@ -137,7 +187,7 @@ def _describe(value: Any) -> str:
 
 
 def _where_in_learner_code(error: Exception, function: Callable) -> str:
-    """The deepest line of the learner's own file in the traceback, e.g. "line 4 (return e / e.sum())"."""
+    """The deepest line of the learner's own file in the traceback: "line 4 of my.py: return e / e.sum()"."""
     code = getattr(function, "__code__", None)
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
               if code is not None and frame.filename == code.co_filename]

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import ast
 import inspect
+import tempfile
 import textwrap
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
 from hypothesis.errors import Flaky
 
-from .feedback import PropertyFailed, call_learner, expect_close
+from .feedback import NotDeterministic, PropertyFailed, call_learner, expect_close
 
 Inputs = dict[str, Any]
 
@@ -37,9 +40,13 @@ class Check:
     max_examples: int = 30
 
 
-def matches_reference(reference: Callable, inputs: st.SearchStrategy[Inputs], rtol: float, atol: float,
-                      name: str = "", names: tuple[str, ...] | None = None, max_examples: int = 30) -> Check:
-    """The catch-all check: the learner's output equals the reference solution's, to the stated tolerance."""
+def matches_reference(reference: Callable, inputs: st.SearchStrategy[Inputs], rtol: float | None,
+                      atol: float | None, name: str = "", names: tuple[str, ...] | None = None,
+                      max_examples: int = 30) -> Check:
+    """The catch-all check: the learner's output equals the reference solution's, to the stated tolerance.
+
+    `names` label the items of a returned tuple in messages; rtol=None compares structure and shapes only.
+    """
     name = name or f"matches the reference {reference.__name__} (rtol={rtol:g}, atol={atol:g})"
 
     def verify(learner: Callable, drawn: Inputs) -> None:
@@ -47,6 +54,34 @@ def matches_reference(reference: Callable, inputs: st.SearchStrategy[Inputs], rt
         expect_close(name, drawn, expected, call_learner(learner, drawn, name), rtol, atol, names)
 
     return Check(name, inputs, verify, max_examples)
+
+
+def has_reference_shapes(reference: Callable, inputs: st.SearchStrategy[Inputs], name: str,
+                         names: tuple[str, ...] | None = None) -> Check:
+    """The learner returns what the reference returns (tuple, dict, list of arrays) with the same shapes and dtypes.
+
+    Checked first, so a shape bug is reported as one rather than as wrong values.
+    """
+    return matches_reference(reference, inputs, rtol=None, atol=None, name=name, names=names, max_examples=15)
+
+
+def metamorphic(name: str, inputs: st.SearchStrategy[Inputs], reference: Callable,
+                transform: Callable[[Inputs], tuple[Inputs, Inputs]], relation: Callable[[Any], Any],
+                rtol: float, atol: float) -> Check:
+    """The output must change in a known way when the input changes in a known way.
+
+    `transform(drawn)` gives two argument dicts a and b; the check requires f(b) == relation(f(a)). For
+    example softmax(x + c) == softmax(x). It uses only the learner's own outputs, so it names the concept
+    that a wrong answer breaks rather than just "differs from the reference".
+    """
+
+    def verify(learner: Callable, drawn: Inputs) -> None:
+        first, second = transform(drawn)
+        first_output = call_learner(learner, first, name)
+        expect_close(name, drawn, reference(*first.values()), first_output, None, None)
+        expect_close(name, drawn, relation(first_output), call_learner(learner, second, name), rtol, atol)
+
+    return Check(name, inputs, verify)
 
 
 @dataclass(frozen=True)
@@ -65,8 +100,7 @@ class GradeResult:
         return self.message
 
     def __repr__(self) -> str:
-        status = "passed" if self.passed else f"failed: {self.failure.property_name if self.failure else '?'}"
-        return f"GradeResult({self.exercise!r}, {status})"
+        return f"GradeResult({self.exercise!r}, passed={self.passed})"
 
 
 @dataclass(frozen=True)
@@ -84,7 +118,7 @@ class Exercise:
     reference: Callable
     hints: tuple[str, ...]
     checks: tuple[Check, ...]
-    helpers: tuple[Callable, ...] = field(default=())
+    helpers: tuple[Callable, ...] = ()
 
     @property
     def function_name(self) -> str:
@@ -113,13 +147,15 @@ class Exercise:
         return namespace[self.function_name]
 
     def grade(self, learner: Callable) -> GradeResult:
+        """Run the checks in order; the first that fails is reported with its minimal failing input."""
         if not callable(learner):
             raise TypeError(f"check('{self.name}', ...) needs your function, got {type(learner).__name__}; "
                             f"pass the function itself, e.g. check('{self.name}', {self.function_name})")
-        for check in self.checks:
-            failure = _minimal_failure(check, learner)
-            if failure is not None:
-                return GradeResult(self.name, False, failure.explain(self.function_name), failure)
+        with _hypothesis_storage_outside_the_working_directory():
+            for check in self.checks:
+                failure = _minimal_failure(check, learner)
+                if failure is not None:
+                    return GradeResult(self.name, False, failure.explain(self.function_name), failure)
         return GradeResult(self.name, True, f"PASS: {self.name} ({len(self.checks)} properties hold).")
 
     def _header_and_docstring(self) -> tuple[str, str]:
@@ -133,12 +169,28 @@ class Exercise:
         return "\n".join(lines[:docstring.lineno - 1]), "\n".join(lines[docstring.lineno - 1:docstring.end_lineno])
 
 
+@contextmanager
+def _hypothesis_storage_outside_the_working_directory() -> Iterator[None]:
+    """Point Hypothesis's storage at a temporary folder while grading, then restore it.
+
+    Even with database=None, Hypothesis caches constants it reads from local source files under
+    ./.hypothesis; grading must leave nothing behind in the learner's folder.
+    """
+    previous = storage_directory(intent_to_write=False).home_directory
+    with tempfile.TemporaryDirectory(prefix="tgl-exercises-") as scratch:
+        set_hypothesis_home_dir(scratch)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(previous)
+
+
 def _minimal_failure(check: Check, learner: Callable) -> PropertyFailed | None:
     """Run one check under hypothesis and return the shrunk failure, or None if the property held."""
 
     @settings(max_examples=check.max_examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-              phases=(Phase.explicit, Phase.generate, Phase.shrink), verbosity=Verbosity.quiet, print_blob=False)
+              phases=(Phase.generate, Phase.shrink), verbosity=Verbosity.quiet, print_blob=False)
     @given(inputs=check.inputs)
     def property_holds(inputs: Inputs) -> None:
         check.verify(learner, inputs)
@@ -147,8 +199,7 @@ def _minimal_failure(check: Check, learner: Callable) -> PropertyFailed | None:
         property_holds()
     except PropertyFailed as failure:
         return failure
-    except Flaky:
-        return PropertyFailed(check.name, {}, "the same output for the same input", "different outputs",
-                              "your function is not deterministic: it passed and failed on the same input "
-                              "(does it use randomness or change global state?)")
+    except Flaky as flaky:  # hypothesis groups the failures it could not reproduce
+        seen = [error for error in getattr(flaky, "exceptions", ()) if isinstance(error, PropertyFailed)]
+        return NotDeterministic(check.name, seen[0].inputs if seen else {})
     return None

@@ -26,11 +26,6 @@ def small_shapes(min_dims: int = 1, max_dims: int = 3) -> st.SearchStrategy[tupl
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=5)
 
 
-def shifted_by_huge_constant(arrays: st.SearchStrategy[np.ndarray]) -> st.SearchStrategy[np.ndarray]:
-    """Moderate arrays moved by +-1e4: the exact softmax is unchanged, a naive exp overflows or underflows."""
-    return st.tuples(arrays, st.sampled_from([HUGE_LOGIT, -HUGE_LOGIT])).map(lambda pair: pair[0] + pair[1])
-
-
 @st.composite
 def logits_and_targets(draw, low: float = -10.0, high: float = 10.0) -> dict[str, np.ndarray]:
     """A batch of logits (N, C) with C >= 2 and integer class ids (N,) in [0, C)."""
