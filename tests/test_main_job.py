@@ -55,7 +55,7 @@ def run_cli(*args):
 
 
 def test_cli_train_runs_end_to_end(tmp_path):
-    out = run_cli("train", "--steps", "30", "--eval-every", "30", "--max-chars", "5000", "--samples", "1",
+    out = run_cli("train", "--steps", "30", "--warmup-steps", "3", "--eval-every", "30", "--max-chars", "5000", "--samples", "1",
                   "--sample-length", "20", "--checkpoint", str(tmp_path / "c.npz"))
     assert out.returncode == 0, out.stderr
     assert "val loss" in out.stdout and "sample 1" in out.stdout
