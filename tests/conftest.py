@@ -6,6 +6,11 @@ have no deadline, because a first call may JIT-compile.
 """
 import os
 
+# The tests multiply small matrices, where a second BLAS thread only adds hand-off cost, and on a shared
+# 2-core machine a spinning OpenBLAS thread slowed them ~10x. Set before numpy is imported; a value set
+# outside wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
