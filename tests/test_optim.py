@@ -209,9 +209,10 @@ def test_adamw_decay_ignores_gradient_scale_but_adam_l2_does_not(seed):
         decay_term = adamw_update - (run_ours("Adam", dict(lr=0.01), w0, [gradient]) - w0)
         np.testing.assert_allclose(decay_term, -0.01 * 0.1 * w0, rtol=1e-9)
         adaptive_steps.append(adamw_update - decay_term)
-    np.testing.assert_allclose(adaptive_steps[1], adaptive_steps[0], rtol=1e-5)
+    # The step is lr * g / (|g| + eps): scale-free up to eps/|g|, about 1e-5 for the smallest entries here.
+    np.testing.assert_allclose(adaptive_steps[1], adaptive_steps[0], rtol=0, atol=1e-6)
     # Over a run: AdamW's decay is the same at both scales; Adam+L2's is divided by sqrt(v) and all but vanishes.
-    np.testing.assert_allclose(decay_effect("AdamW", big_grads, w0), decay_effect("AdamW", grads, w0), rtol=1e-5)
+    np.testing.assert_allclose(decay_effect("AdamW", big_grads, w0), decay_effect("AdamW", grads, w0), rtol=1e-4)
     l2_small, l2_big = decay_effect("Adam", grads, w0), decay_effect("Adam", big_grads, w0)
     assert np.linalg.norm(l2_big) < 0.05 * np.linalg.norm(l2_small), (
         f"Adam+L2's decay should shrink ~1000x with 1000x gradients: "
