@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,13 @@ def save_checkpoint(path, arrays: dict, metadata: dict | None = None) -> Path:
         raise ValueError(f"save_checkpoint: {_METADATA_KEY!r} is reserved for the metadata")
     payload = {name: np.asarray(value) for name, value in arrays.items()}
     payload[_METADATA_KEY] = np.array(json.dumps(metadata or {}))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # same folder, so the rename is atomic
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             np.savez(f, **payload)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
