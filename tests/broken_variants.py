@@ -9,11 +9,11 @@ import numpy as np
 from tinygrad_llm.autograd import Function, unbroadcast
 from tinygrad_llm.nn import functional as F
 from tinygrad_llm.ops.elementwise import GELU
-from tinygrad_llm.ops.layer_norm import LayerNormalize
 from tinygrad_llm.ops.matmul import MatMul
 from tinygrad_llm.optim.adam import Adam, AdamW
 from tinygrad_llm.optim.sgd import SGD
 from tinygrad_llm.random import generator
+from tinygrad_llm.tensor import Tensor
 
 
 # ------------------------------------------------------------------ softmax family
@@ -93,18 +93,11 @@ def accumulate_overwrites(grads, tensor, grad):
 
 
 # ------------------------------------------------------------------ normalisation and dropout
-class _LayerNormWithUnbiasedVariance(LayerNormalize):
-    def forward(self, x, num_axes=1, eps=1e-5):
-        self.axes = tuple(range(x.ndim - num_axes, x.ndim))
-        mean = x.mean(axis=self.axes, keepdims=True)
-        var = x.var(axis=self.axes, keepdims=True, ddof=1)  # BUG: n - 1; layer norm uses the biased variance
-        self.inv_std = 1 / np.sqrt(var + eps)
-        self.x_hat = (x - mean) * self.inv_std
-        return self.x_hat
-
-
 def layer_norm_with_unbiased_variance(x, normalized_shape, eps=1e-5):
-    return _LayerNormWithUnbiasedVariance.apply(x, num_axes=len(normalized_shape), eps=eps)
+    rows = x.data.reshape(-1, x.shape[-1])
+    mean = rows.mean(axis=-1, keepdims=True)
+    var = rows.var(axis=-1, keepdims=True, ddof=1)  # BUG: n - 1; layer norm uses the biased variance (divide by n)
+    return Tensor(((rows - mean) / np.sqrt(var + eps)).reshape(x.shape))
 
 
 def dropout_without_rescaling(x, p=0.5, training=True):

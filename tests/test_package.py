@@ -62,3 +62,14 @@ def test_manual_seed_fixes_random_tensors():
     tgl.manual_seed(3)
     np.testing.assert_array_equal(a.data, tgl.randn(4).data)
     assert a.dtype == np.float32
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    import tomllib
+
+    root = README.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {"tinygrad_llm." + ".".join(p.parent.relative_to(root / "tinygrad_llm").parts) for p in (root / "tinygrad_llm").rglob("__init__.py")}
+    on_disk = {name.rstrip(".") for name in on_disk}
+    on_disk |= {"tinygrad_llm.kernels" + "".join("." + part for part in p.parent.relative_to(root / "kernels").parts) for p in (root / "kernels").rglob("__init__.py")}
+    assert on_disk <= listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(on_disk - listed)}"

@@ -10,6 +10,7 @@ import importlib
 from . import data, nn, optim, testing
 from .autograd import is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like
+from .kernels import get_kernels, set_kernels
 from .random import manual_seed
 from .tensor import Tensor, cat, split, stack, where
 
@@ -26,5 +27,5 @@ def __getattr__(name):
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "arange", "randn", "rand", "randint", "zeros_like",
     "ones_like", "cat", "stack", "split", "where", "no_grad", "is_grad_enabled", "manual_seed", "nn",
-    "optim", "testing", "data", "exercises",
+    "optim", "testing", "data", "exercises", "set_kernels", "get_kernels",
 ]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.cross_entropy import CrossEntropyRows
-from ..ops.layer_norm import LayerNormalize
+from ..ops.attention import ScaledDotProductAttention
+from ..ops.cross_entropy import CrossEntropy, SoftTargetCrossEntropy
+from ..ops.layer_norm import LayerNorm
 from ..ops.softmax import LogSoftmax, Softmax
 from ..random import generator
 from ..tensor import Tensor, stack
@@ -63,12 +64,10 @@ def _reduce(losses: Tensor, reduction: str, op: str) -> Tensor:
     raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _class_target_weights(target: np.ndarray, num_classes: int, weight, ignore_index: int, label_smoothing: float):
-    """Rows of q for class-id targets: (1 - eps) on the target class plus eps spread over all classes,
-    each scaled by the class weights; all-zero rows for ignored positions."""
+def _check_class_targets(target: np.ndarray, num_classes: int, weight, ignore_index: int) -> np.ndarray:
+    """Raise a clear error for an out-of-range id or a badly shaped weight; return the class weights."""
     flat = target.reshape(-1)
-    keep = flat != ignore_index
-    bad = np.flatnonzero(keep & ((flat < 0) | (flat >= num_classes)))
+    bad = np.flatnonzero((flat != ignore_index) & ((flat < 0) | (flat >= num_classes)))
     if bad.size:
         position = [int(i) for i in np.unravel_index(bad[0], target.shape)]
         raise IndexError(
@@ -78,12 +77,7 @@ def _class_target_weights(target: np.ndarray, num_classes: int, weight, ignore_i
     class_weight = np.ones(num_classes) if weight is None else np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
     if class_weight.shape != (num_classes,):
         raise ValueError(f"cross_entropy: weight must have shape ({num_classes},), one per class, got {class_weight.shape}")
-    q = np.zeros((flat.size, num_classes))
-    rows = np.flatnonzero(keep)
-    q[rows, flat[rows]] = (1 - label_smoothing) * class_weight[flat[rows]]
-    q[rows] += label_smoothing / num_classes * class_weight
-    normaliser = class_weight[flat[rows]].sum()
-    return q.reshape(target.shape + (num_classes,)), normaliser
+    return class_weight
 
 
 def cross_entropy(
@@ -112,7 +106,14 @@ def cross_entropy(
                 f"cross_entropy: class-id targets must have shape {logits.shape[:-1]} (logits {logits.shape} minus "
                 f"the class axis), got {target_array.shape}"
             )
-        q, normaliser = _class_target_weights(target_array, num_classes, weight, ignore_index, label_smoothing)
+        class_weight = _check_class_targets(target_array, num_classes, weight, ignore_index)
+        flat_target = target_array.reshape(-1).astype(np.int64)
+        losses = CrossEntropy.apply(
+            logits.reshape(-1, num_classes), targets=flat_target, class_weight=class_weight.astype(logits.dtype),
+            ignore_index=ignore_index, label_smoothing=label_smoothing,
+        ).reshape(target_array.shape)
+        kept = flat_target[flat_target != ignore_index]
+        normaliser = class_weight[kept].sum()
     elif np.issubdtype(target_array.dtype, np.floating) and target_array.shape == logits.shape:
         if (target_array < 0).any() or not np.allclose(target_array.sum(axis=-1), 1, atol=1e-3):
             raise ValueError(
@@ -123,13 +124,13 @@ def cross_entropy(
         if weight is not None:
             q = q * np.asarray(weight.data if isinstance(weight, Tensor) else weight)
         normaliser = int(np.prod(target_array.shape[:-1]))
+        losses = SoftTargetCrossEntropy.apply(logits, Tensor(q.astype(logits.dtype)))
     else:
         raise TypeError(
             f"cross_entropy: targets must be integer class ids of shape {logits.shape[:-1]} or probability "
             f"distributions of shape {logits.shape}; got dtype {target_array.dtype} and shape {target_array.shape}. "
             "Random real numbers are not labels."
         )
-    losses = CrossEntropyRows.apply(logits, Tensor(q.astype(logits.dtype)))
     if reduction == "mean":
         return losses.sum() / normaliser if normaliser else losses.sum() * 0
     return _reduce(losses, reduction, "cross_entropy")
@@ -184,12 +185,33 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: 
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end with normalized_shape {normalized_shape}")
-    out = LayerNormalize.apply(x, num_axes=len(normalized_shape), eps=eps)
-    if weight is not None:
-        out = out * weight
-    if bias is not None:
-        out = out + bias
-    return out
+    features = int(np.prod(normalized_shape))
+    weight = Tensor(np.ones(normalized_shape, dtype=x.dtype)) if weight is None else weight
+    bias = Tensor(np.zeros(normalized_shape, dtype=x.dtype)) if bias is None else bias
+    flat = x.reshape(x.shape[: x.ndim - len(normalized_shape)] + (features,))
+    out = LayerNorm.apply(flat, weight.reshape(features), bias.reshape(features), eps=eps)
+    return out.reshape(x.shape)
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = False, padding_mask=None, scale=None) -> Tensor:
+    """softmax(q k^T * scale) v over keys, for q (B, H, Tq, D) and k, v (B, H, Tk, D).
+
+    causal: query i sees keys up to i + (Tk - Tq) (queries are the last Tq positions).
+    padding_mask: (B, Tk) booleans, True where a key is padding (ignored). scale defaults to 1/sqrt(D).
+    A query that may see no key at all gets zeros, not NaN.
+    """
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError(f"scaled_dot_product_attention: q, k, v must be (B, H, T, D), got {q.shape}, {k.shape}, {v.shape}")
+    if k.shape != v.shape or q.shape[:2] + q.shape[3:] != k.shape[:2] + k.shape[3:]:
+        raise ValueError(
+            f"scaled_dot_product_attention: q {q.shape}, k {k.shape} and v {v.shape} must share B, H and D, "
+            "and k and v the same number of keys"
+        )
+    if padding_mask is not None:
+        padding_mask = np.asarray(padding_mask.data if isinstance(padding_mask, Tensor) else padding_mask, dtype=bool)
+        if padding_mask.shape != (k.shape[0], k.shape[2]):
+            raise ValueError(f"scaled_dot_product_attention: padding_mask must be (B, Tk) = {(k.shape[0], k.shape[2])}, got {padding_mask.shape}")
+    return ScaledDotProductAttention.apply(q, k, v, causal=causal, padding_mask=padding_mask, scale=scale)
 
 
 def embedding(ids, weight: Tensor) -> Tensor:

@@ -1,25 +1,26 @@
-"""Layer normalisation over the trailing axes: (x - mean) / sqrt(var + eps).
+"""Layer normalisation over the last axis, with its scale and shift, fused in one op:
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias
 
 The variance is the *biased* one (divide by n, not n - 1), as in the LayerNorm paper and PyTorch. The
-learnable scale and shift are applied outside, with ordinary broadcasting ops.
+arithmetic is in the active kernel set, on rows of a 2-D array.
 """
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 
 
-class LayerNormalize(Function):
-    """Backward of x_hat = (x - mu) / sigma, with mu and sigma depending on x too:
-    dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sigma."""
-
-    def forward(self, x, num_axes=1, eps=1e-5):
-        self.axes = tuple(range(x.ndim - num_axes, x.ndim))
-        mean = x.mean(axis=self.axes, keepdims=True)
-        var = ((x - mean) ** 2).mean(axis=self.axes, keepdims=True)
-        self.inv_std = 1 / np.sqrt(var + eps)
-        self.x_hat = (x - mean) * self.inv_std
-        return self.x_hat
+class LayerNorm(Function):
+    def forward(self, x, weight, bias, eps=1e-5):
+        self.shape = x.shape
+        self.x = x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])
+        self.weight = weight
+        out, self.mean, self.rstd = kernels.active().layer_norm_forward(self.x, weight, bias, eps)
+        return out.reshape(self.shape)
 
     def backward(self, g):
-        x_hat, axes = self.x_hat, self.axes
-        return self.inv_std * (g - g.mean(axis=axes, keepdims=True) - x_hat * (g * x_hat).mean(axis=axes, keepdims=True))
+        grad_x, grad_weight, grad_bias = kernels.active().layer_norm_backward(
+            g.reshape(self.x.shape), self.x, self.weight, self.mean, self.rstd
+        )
+        return grad_x.reshape(self.shape), grad_weight, grad_bias

@@ -2,14 +2,32 @@
 
 For C = A @ B: dA = dC @ B^T and dB = A^T @ dC (transposing the last two axes). A batch axis that was
 broadcast (A is (T, K), B is (N, K, M)) gets its gradient summed over the batch.
+
+The multiplications themselves go to the active kernel set, which only knows two shapes: (M, K) @ (K, N)
+and a batch of them. The common case of a linear layer, (B, T, K) @ (K, N), becomes ONE (B*T, K) @ (K, N)
+product, and its weight gradient one (K, B*T) @ (B*T, N) product.
 """
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function, unbroadcast
 
 
 def _swap_last_two(x):
     return np.swapaxes(x, -1, -2)
+
+
+def batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b for operands with at least 2 dimensions and broadcastable batch dimensions, through the kernels."""
+    kernel = kernels.active().matmul
+    if b.ndim == 2:
+        rows = int(np.prod(a.shape[:-1]))  # explicit sizes, not -1: a dimension may be 0
+        return kernel(a.reshape(rows, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    count = int(np.prod(batch))
+    a3 = np.broadcast_to(a, batch + a.shape[-2:]).reshape((count,) + a.shape[-2:])
+    b3 = np.broadcast_to(b, batch + b.shape[-2:]).reshape((count,) + b.shape[-2:])
+    return kernel(a3, b3).reshape(batch + (a.shape[-2], b.shape[-1]))
 
 
 class MatMul(Function):
@@ -27,11 +45,10 @@ class MatMul(Function):
                 "the layer's in_features"
             )
         try:
-            out = self.a @ self.b
+            np.broadcast_shapes(self.a.shape[:-2], self.b.shape[:-2])
         except ValueError:
-            raise ValueError(
-                f"matmul: batch dimensions of shapes {a.shape} and {b.shape} do not broadcast"
-            ) from None
+            raise ValueError(f"matmul: batch dimensions of shapes {a.shape} and {b.shape} do not broadcast") from None
+        out = batched_matmul(self.a, self.b)
         if a.ndim == 1:
             out = out[..., 0, :]
         if b.ndim == 1:
@@ -43,6 +60,10 @@ class MatMul(Function):
             g = np.expand_dims(g, -2 if len(self.b_shape) > 1 else 0)
         if len(self.b_shape) == 1:
             g = g[..., None]
-        grad_a = unbroadcast(g @ _swap_last_two(self.b), self.a.shape).reshape(self.a_shape)
-        grad_b = unbroadcast(_swap_last_two(self.a) @ g, self.b.shape).reshape(self.b_shape)
-        return grad_a, grad_b
+        grad_a = unbroadcast(batched_matmul(g, _swap_last_two(self.b)), self.a.shape).reshape(self.a_shape)
+        if self.b.ndim == 2:  # one big product over every batch row at once
+            rows = int(np.prod(self.a.shape[:-1]))
+            grad_b = batched_matmul(self.a.reshape(rows, self.a.shape[-1]).T, g.reshape(rows, g.shape[-1]))
+        else:
+            grad_b = unbroadcast(batched_matmul(_swap_last_two(self.a), g), self.b.shape)
+        return grad_a, grad_b.reshape(self.b_shape)

@@ -2,16 +2,25 @@
 
 Subtracting the row maximum first changes nothing mathematically (softmax is shift-invariant) but keeps
 exp() from overflowing: the largest exponent becomes exp(0) = 1.
+
+Softmax goes to the active kernel set, which works on the rows of a 2-D array: the chosen axis is moved
+last and the other axes flattened into rows.
 """
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 
 
-def stable_softmax(x, axis):
-    shifted = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=axis, keepdims=True)
+def _as_rows(x, axis):
+    """(x with `axis` moved last and the rest flattened into rows, the moved shape to undo it)."""
+    moved = np.moveaxis(x, axis, -1)
+    rows = int(np.prod(moved.shape[:-1]))
+    return np.ascontiguousarray(moved).reshape(rows, moved.shape[-1]), moved.shape
+
+
+def _from_rows(rows, moved_shape, axis):
+    return np.moveaxis(rows.reshape(moved_shape), -1, axis)
 
 
 class Softmax(Function):
@@ -20,12 +29,13 @@ class Softmax(Function):
 
     def forward(self, x, axis=-1):
         self.axis = axis
-        self.out = stable_softmax(x, axis)
-        return self.out
+        rows, self.moved_shape = _as_rows(x, axis)
+        self.out_rows = kernels.active().softmax_forward(rows)
+        return _from_rows(self.out_rows, self.moved_shape, axis)
 
     def backward(self, g):
-        y = self.out
-        return y * (g - (g * y).sum(axis=self.axis, keepdims=True))
+        grad_rows, _ = _as_rows(g, self.axis)
+        return _from_rows(kernels.active().softmax_backward(self.out_rows, grad_rows), self.moved_shape, self.axis)
 
 
 class LogSoftmax(Function):

@@ -51,6 +51,11 @@ def gradcheck(fn, *inputs: Tensor, eps: float = 1e-6, atol: float = 1e-5, rtol: 
     if not checked:
         raise ValueError("gradcheck: no input has requires_grad=True, so there is nothing to check")
     for i in checked:
+        if not inputs[i].is_leaf:
+            raise ValueError(
+                f"gradcheck: input {i} was computed by an op, so backward() does not keep its .grad; pass a leaf "
+                "tensor instead, e.g. x.detach().requires_grad_()"
+            )
         if inputs[i].dtype != np.float64:
             raise ValueError(
                 f"gradcheck: input {i} is {inputs[i].dtype}; finite differences need float64 "

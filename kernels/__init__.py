@@ -1,0 +1,41 @@
+"""The hot path: matmul, softmax, cross-entropy, layer norm and attention, as interchangeable kernel sets.
+
+    reference   plain NumPy (kernels/reference/): the readable specification
+    numba       JIT-compiled with Numba (kernels/numba_cpu/): the same results, faster on CPU
+
+The library's ops call `active()` and never name a kernel set, so switching is one call,
+`tgl.set_kernels("reference")`, or the environment variable TGL_KERNELS, and changes no model code.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+KERNEL_SETS = {"reference": ".reference", "numba": ".numba_cpu"}
+DEFAULT = "reference"
+
+_active_name = None
+_active_module = None
+
+
+def set_kernels(name: str):
+    """Choose the kernel set every op uses from now on; returns the kernel module."""
+    global _active_name, _active_module
+    if name not in KERNEL_SETS:
+        raise ValueError(f"set_kernels: unknown kernel set {name!r}; choose one of {sorted(KERNEL_SETS)}")
+    _active_module = importlib.import_module(KERNEL_SETS[name], __name__)
+    _active_name = name
+    return _active_module
+
+
+def get_kernels() -> str:
+    """The name of the active kernel set."""
+    active()
+    return _active_name
+
+
+def active():
+    """The active kernel module (chosen on first use from TGL_KERNELS, else the default)."""
+    if _active_module is None:
+        set_kernels(os.environ.get("TGL_KERNELS", DEFAULT))
+    return _active_module
