@@ -62,7 +62,7 @@ def has_reference_shapes(reference: Callable, inputs: st.SearchStrategy[Inputs],
 
     Checked first, so a shape bug is reported as one rather than as wrong values.
     """
-    return matches_reference(reference, inputs, rtol=None, atol=None, name=name, names=names, max_examples=15)
+    return matches_reference(reference, inputs, rtol=None, atol=None, name=name, names=names)
 
 
 def metamorphic(name: str, inputs: st.SearchStrategy[Inputs], reference: Callable,
