@@ -1,4 +1,4 @@
-"""Command line: `python -m tinygrad_llm train | exercises ...` (run with --help for each)."""
+"""Command line: `python -m tinygrad_llm train | exercises ... | bench ...` (run with --help for each)."""
 from __future__ import annotations
 
 import argparse
@@ -61,12 +61,14 @@ def _run_train(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .benchmarks.command import register as add_bench
     from .exercises.command import register as add_exercises
 
     parser = argparse.ArgumentParser(prog="python -m tinygrad_llm", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train(subparsers)
     add_exercises(subparsers)
+    add_bench(subparsers)
     return parser
 
 
