@@ -12,7 +12,7 @@ import importlib
 import os
 
 KERNEL_SETS = {"reference": ".reference", "numba": ".numba_cpu"}
-DEFAULT = "reference"
+DEFAULT = "numba"
 
 _active_name = None
 _active_module = None

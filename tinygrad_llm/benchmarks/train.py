@@ -152,21 +152,6 @@ def char_mlp_torch_step(torch, config: CharLMConfig, total_steps: int):
     return step, vocab.size
 
 
-def _fill_from_submodules(module, kernel_set: str, needs) -> list:
-    """While a kernel set's package does not yet re-export a kernel that its submodule defines (kernels
-    landing one file at a time), attach it to the package in this process, and say so in the report."""
-    from .kernels import load_kernel_sets
-
-    absent = [name for name in needs if not callable(getattr(module, name, None))]
-    if not absent:
-        return []
-    found = load_kernel_sets((kernel_set,))[kernel_set]["functions"]
-    assembled = [name for name in absent if name in found]
-    for name in assembled:
-        setattr(module, name, found[name])
-    return assembled
-
-
 # The models this benchmark trains: name -> (library step builder, kernels it needs, torch step builder).
 # The GPT joins here when the language-model issue lands (the library's GPT, an equivalent torch model,
 # and its sequence batches: tokens/s = batch * block_size * steps / seconds). Until then it is absent,
@@ -199,10 +184,9 @@ def run_train_benchmark(mode: str = "full", steps: int | None = None, repeats: i
     models = {}
     try:
         for model_name, (library_step, needs, torch_step) in MODELS.items():
-            results, sides, assembled = {}, {}, {}
+            results, sides = {}, {}
             for kernel_set in sets:
                 module = kernel_dispatch.set_kernels(kernel_set)
-                assembled[kernel_set] = _fill_from_submodules(module, kernel_set, needs)
                 missing = [name for name in needs if not callable(getattr(module, name, None))]
                 if missing:
                     results[kernel_set] = {"skipped": f"kernel set {kernel_set!r} lacks {', '.join(missing)}"}
@@ -213,9 +197,6 @@ def run_train_benchmark(mode: str = "full", steps: int | None = None, repeats: i
                 step, vocab_size = torch_step(torch, config, total_steps)
                 sides["torch"] = (lambda: None, step)
             results.update(_measure(sides, steps, repeats, warmup, config.batch_size))
-            for kernel_set, names in assembled.items():
-                if names and kernel_set in sides:
-                    results[kernel_set]["assembled_from_submodules"] = names
             if "torch" in results:
                 results["torch"]["num_threads"] = torch.get_num_threads()
             results = {name: results[name] for name in [*sets, "torch"] if name in results}
@@ -257,11 +238,9 @@ def _describe(report: dict) -> str:
                 lines.append(f"{model_name:<10} {side:<10} skipped: {r['skipped']}")
                 continue
             speed = "  ".join(f"{v:.2f}x {k}" for k, v in r["speedup"].items())
-            note = " (kernels assembled from submodules: " + ", ".join(r["assembled_from_submodules"]) + ")" \
-                if r.get("assembled_from_submodules") else ""
             others = "" if r["others_cpu_fraction"] is None else f"  [others used {r['others_cpu_fraction']:.0%} of the CPUs]"
             lines.append(f"{model_name:<10} {side:<10} {r['tokens_per_s']:10,.0f} {r['step_ms']:8.2f} "
-                         f"{r['first_step_s']:10.3f}  {speed}{note}{others}")
+                         f"{r['first_step_s']:10.3f}  {speed}{others}")
     lines.append("(GPT: not benchmarked yet; it joins when the language-model issue lands)")
     lines.append(f"Load average (1, 5, 15 min) at end: {meta['load_average_1_5_15_at_end']} on {meta['cpu_count']} CPUs "
                  "(above the CPU count: other processes competed; rerun when quieter)")
