@@ -15,6 +15,7 @@ import tinygrad_llm.exercises as ex
 from tinygrad_llm.exercises.backprop import Q01_INPUTS, Q01_TABLE, sigmoid
 from tinygrad_llm.exercises.command import register
 from tinygrad_llm.exercises.optimizers import global_norm
+from test_exercises_kernels import WRONG_ANSWERS as KERNEL_WRONG_ANSWERS  # the chapter-15 exercises, kept in their own file
 from tinygrad_llm.exercises.probabilities import softmax
 
 pytestmark = pytest.mark.exercises
@@ -257,14 +258,13 @@ WRONG_ANSWERS = [
 ]
 
 NAMES = [name for name, _ in ex.list_exercises()]
+ALL_WRONG_ANSWERS = WRONG_ANSWERS + KERNEL_WRONG_ANSWERS
 
 
 def test_the_bank_has_at_least_ten_exercises_each_with_two_wrong_answers():
-    from test_exercises_kernels import WRONG_ANSWERS as KERNEL_WRONG_ANSWERS  # the chapter-15 exercises' own file
-
     assert len(NAMES) >= 10
     for name in NAMES:
-        assert sum(exercise == name for exercise, _, _ in WRONG_ANSWERS + KERNEL_WRONG_ANSWERS) >= 2, name
+        assert sum(exercise == name for exercise, _, _ in ALL_WRONG_ANSWERS) >= 2, name
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -279,7 +279,7 @@ def test_reference_solution_passes_as_printed(name):
     assert str(result).startswith("PASS")
 
 
-@pytest.mark.parametrize("name, wrong, caught_by", WRONG_ANSWERS, ids=[w.__name__ for _, w, _ in WRONG_ANSWERS])
+@pytest.mark.parametrize("name, wrong, caught_by", ALL_WRONG_ANSWERS, ids=[w.__name__ for _, w, _ in ALL_WRONG_ANSWERS])
 def test_classic_wrong_answer_is_rejected(name, wrong, caught_by):
     result = ex.get_exercise(name).grade(wrong)
     assert not result
