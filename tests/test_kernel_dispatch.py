@@ -75,3 +75,31 @@ def test_attention_bad_shapes_name_the_problem(shapes, mask, match):
     q, k, v = (tgl.zeros(*s) for s in shapes)
     with pytest.raises(ValueError, match=match):
         F.scaled_dot_product_attention(q, k, v, padding_mask=mask)
+
+
+def test_numba_kernels_run_as_plain_python_with_the_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 turns every Numba kernel into ordinary Python, to step through in a debugger."""
+    code = """
+import numpy as np
+from tinygrad_llm.kernels import numba_cpu as N, reference as R
+from tinygrad_llm.kernels.numba_cpu.blocked_matmul import matmul
+rng = np.random.default_rng(0)
+x, w = rng.standard_normal((3, 5)), np.ones(5)
+t, g = np.array([0, 4, 2]), np.full(3, 1 / 3)
+q, k, v, do = (rng.standard_normal((1, 2, 4, 3)) for _ in range(4))
+pairs = [
+    (N.softmax_forward(x), R.softmax_forward(x)),
+    (N.cross_entropy_forward(x, t, w)[0], R.cross_entropy_forward(x, t, w)[0]),
+    (N.layer_norm_forward(x, w, w)[0], R.layer_norm_forward(x, w, w)[0]),
+    (matmul(x, x.T), x @ x.T),
+]
+out, lse = N.attention_forward(q, k, v, causal=True)
+pairs += [(out, R.attention_forward(q, k, v, causal=True)[0])]
+pairs += list(zip(N.attention_backward(q, k, v, out, lse, do, causal=True),
+                  R.attention_backward(q, k, v, out, lse, do, causal=True)))
+print(max(float(np.abs(a - b).max()) for a, b in pairs))
+"""
+    env = {**__import__("os").environ, "NUMBA_DISABLE_JIT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout) < 1e-9

@@ -109,6 +109,12 @@ def _fmax(typingctx, a, b):
     return a(a, b), codegen
 
 
+if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 runs the kernels as Python, where an intrinsic has no body
+
+    def _fmax(a, b):
+        return max(a, b)
+
+
 def _exp(x):
     """exp(x) for x <= ~80, vectorisable. Python version for reading; compiled versions below."""
     return math.exp(x)
