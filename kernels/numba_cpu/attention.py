@@ -57,7 +57,7 @@ every query row and dQ of a row over every key tile, and all of them belong to t
 - fastmath assumes no infinities: masked scores are a large finite negative (_NEG), never -inf; the
   -inf of a fully masked lse is written in Python, after the kernel.
 - math.exp and float max reductions do not vectorise here: `_exp` is a polynomial with range reduction
-  (2**n built directly from exponent bits) and `_fmax` is LLVM's maxnum.
+  (2**n built directly from exponent bits) and `maxnum` (fast_math.py) is LLVM's maxnum.
 - Constants are typed like the data (np.float32 in float32 kernels): a bare Python float would silently
   promote the float32 loops to float64.
 - Inner loops run from 0 over contiguous 1-D views (a `range(k0, k1)` loop blocked vectorisation).
@@ -70,6 +70,8 @@ import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
+
+from .fast_math import maxnum
 
 BLOCK_Q = 64   # query rows per forward task
 BLOCK_K = 128  # keys per tile: a (BLOCK_K x D) tile of K and of V, 32 KiB each at D=64 in float32: L1/L2-sized
@@ -93,26 +95,6 @@ def _pow2(typingctx, n):
         return builder.bitcast(builder.shl(bits, ir.Constant(int_type, mantissa)), args[0].type)
 
     return n(n), codegen
-
-
-@intrinsic
-def _fmax(typingctx, a, b):
-    """max(a, b) as LLVM's maxnum: unlike `a if a > b else b`, a max-reduction over it vectorises."""
-    if a != b or a not in (types.float32, types.float64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        float_type = args[0].type
-        maxnum = builder.module.declare_intrinsic("llvm.maxnum", [float_type], ir.FunctionType(float_type, [float_type] * 2))
-        return builder.call(maxnum, args)
-
-    return a(a, b), codegen
-
-
-if numba.config.DISABLE_JIT:  # NUMBA_DISABLE_JIT=1 runs the kernels as Python, where an intrinsic has no body
-
-    def _fmax(a, b):
-        return max(a, b)
 
 
 def _exp(x):
@@ -310,8 +292,8 @@ def _forward_kernel(q, k, v, pad, use_pad, causal, scale, zero, neg, block_q, bl
                     _mask_row(srow, kn, last, pad_tile, use_pad, neg)
                 tile_max = neg
                 for j in range(kn):
-                    tile_max = _fmax(tile_max, srow[j])
-                m_new = _fmax(m[i], tile_max)
+                    tile_max = maxnum(tile_max, srow[j])
+                m_new = maxnum(m[i], tile_max)
                 alpha = _exp(m[i] - m_new)      # rescales what was summed against the old max
                 row_sum = zero
                 for j in range(kn):
