@@ -56,8 +56,8 @@ every query row and dQ of a row over every key tile, and all of them belong to t
 ## Numba details (see shared/PERFORMANCE_NOTES.md)
 - fastmath assumes no infinities: masked scores are a large finite negative (_NEG), never -inf; the
   -inf of a fully masked lse is written in Python, after the kernel.
-- math.exp and float max reductions do not vectorise here: `_exp` is a polynomial with range reduction
-  (2**n built directly from exponent bits) and `maxnum` (fast_math.py) is LLVM's maxnum.
+- math.exp and float max reductions do not vectorise here: `fast_exp` and `maxnum` (fast_math.py) are a
+  polynomial exp with range reduction and LLVM's maxnum.
 - Constants are typed like the data (np.float32 in float32 kernels): a bare Python float would silently
   promote the float32 loops to float64.
 - Inner loops run from 0 over contiguous 1-D views (a `range(k0, k1)` loop blocked vectorisation).
@@ -67,11 +67,9 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.extending import intrinsic, overload
+from numba import prange
 
-from .fast_math import maxnum
+from .fast_math import fast_exp, maxnum
 
 BLOCK_Q = 64   # query rows per forward task
 BLOCK_K = 128  # keys per tile: a (BLOCK_K x D) tile of K and of V, 32 KiB each at D=64 in float32: L1/L2-sized
@@ -79,69 +77,6 @@ _NEG = -1e30   # "minus infinity" for masked scores: finite, because fastmath co
 
 
 # ------------------------------------------------------------------ two building blocks LLVM can vectorise
-@intrinsic
-def _pow2(typingctx, n):
-    """2**n for an integral-valued float n, by writing n + bias straight into the exponent bits."""
-    if n == types.float32:
-        width, mantissa, bias = 32, 23, 127
-    elif n == types.float64:
-        width, mantissa, bias = 64, 52, 1023
-    else:
-        return None
-
-    def codegen(context, builder, signature, args):
-        int_type = ir.IntType(width)
-        bits = builder.add(builder.fptosi(args[0], int_type), ir.Constant(int_type, bias))
-        return builder.bitcast(builder.shl(bits, ir.Constant(int_type, mantissa)), args[0].type)
-
-    return n(n), codegen
-
-
-def _exp(x):
-    """exp(x) for x <= ~80, vectorisable. Python version for reading; compiled versions below."""
-    return math.exp(x)
-
-
-def _exp_impl(ftype, degree):
-    """exp(x) = 2**n * exp(r), n = round(x / ln 2), |r| <= ln(2)/2; exp(r) by its Taylor polynomial.
-
-    ln 2 is split in a high part (exact in few bits) and a low part so that r = x - n ln2 loses no
-    precision. Degree 7 is below float32 rounding on |r| <= 0.35, degree 13 below float64's. x is clamped
-    to where 2**n is a normal number: exp(-1e30) gives ~1e-38 (float32), which is then multiplied by 0.
-    """
-    log2e, half = ftype(1.4426950408889634), ftype(0.5)
-    ln2_hi, ln2_lo = ftype(0.693145751953125), ftype(1.42860682030941723212e-6)
-    lo, hi = (ftype(-87.0), ftype(80.0)) if ftype is np.float32 else (ftype(-708.0), ftype(700.0))
-    c = tuple(ftype(1.0 / math.factorial(i)) for i in range(14))
-    if degree == 7:
-        def impl(x):
-            x = min(max(x, lo), hi)
-            n = np.floor(x * log2e + half)
-            r = (x - n * ln2_hi) - n * ln2_lo
-            p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * c[7]))))))
-            return p * _pow2(n)
-    else:
-        def impl(x):
-            x = min(max(x, lo), hi)
-            n = np.floor(x * log2e + half)
-            r = (x - n * ln2_hi) - n * ln2_lo
-            p = c[12] + r * c[13]
-            p = c[8] + r * (c[9] + r * (c[10] + r * (c[11] + r * p)))
-            p = c[4] + r * (c[5] + r * (c[6] + r * (c[7] + r * p)))
-            p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * p)))
-            return p * _pow2(n)
-    return impl
-
-
-@overload(_exp, fastmath=True)
-def _exp_overload(x):
-    if x == types.float32:
-        return _exp_impl(np.float32, 7)
-    if x == types.float64:
-        return _exp_impl(np.float64, 13)
-    return None
-
-
 # ------------------------------------------------------------------ pieces shared by forward and backward
 @numba.njit(cache=True, fastmath=True)
 def _matmul_abt(a, b, c, m, n, kd, accumulate, zero):
@@ -294,10 +229,10 @@ def _forward_kernel(q, k, v, pad, use_pad, causal, scale, zero, neg, block_q, bl
                 for j in range(kn):
                     tile_max = maxnum(tile_max, srow[j])
                 m_new = maxnum(m[i], tile_max)
-                alpha = _exp(m[i] - m_new)      # rescales what was summed against the old max
+                alpha = fast_exp(m[i] - m_new)      # rescales what was summed against the old max
                 row_sum = zero
                 for j in range(kn):
-                    p = _exp(srow[j] - m_new)
+                    p = fast_exp(srow[j] - m_new)
                     p = p if srow[j] > neg else zero  # masked keys contribute exactly 0
                     srow[j] = p
                     row_sum += p
@@ -372,7 +307,7 @@ def _backward_kernel(q, k, v, out, lse, grad_out, pad, use_pad, causal, scale, z
                         _mask_row(prow, kn, q0 + i + offset - k0 if causal else kn, pad_tile, use_pad, neg)
                     lse_i, delta_i = lse[b, h, q0 + i], delta[q0 + i]
                     for j in range(kn):
-                        e = _exp(prow[j] - lse_i)
+                        e = fast_exp(prow[j] - lse_i)
                         e = e if prow[j] > neg else zero
                         prow[j] = e
                         dsrow[j] = e * (dsrow[j] - delta_i)                    # dS = P (dP - D_i)
