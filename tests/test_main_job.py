@@ -1,69 +1,59 @@
-"""The main job (character MLP language model) and the command line, in a tiny configuration."""
-import math
+"""The main job and the `sample` command, end to end in a tiny configuration (a subprocess, as a user runs it)."""
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-
-import tinygrad_llm as tgl
-from tinygrad_llm.char_lm_training import CharLMConfig, train_char_lm
-from tinygrad_llm.checkpoint import load_checkpoint
-from tinygrad_llm.nn import MLPLanguageModel
-from tinygrad_llm.nn import functional as F
 
 pytestmark = pytest.mark.lm
 
-
-def test_initial_loss_is_about_log_vocab_size():
-    tgl.manual_seed(0)
-    model = MLPLanguageModel(vocab_size=50, block_size=4)
-    contexts = np.random.default_rng(0).integers(0, 50, size=(256, 4))
-    targets = np.random.default_rng(1).integers(0, 50, size=256)
-    assert abs(F.cross_entropy(model(contexts), targets).item() - math.log(50)) < 0.1
-
-
-def test_training_beats_the_uniform_baseline_and_saves_a_loadable_checkpoint(tmp_path):
-    config = CharLMConfig(max_chars=20_000, steps=150, eval_every=150, batch_size=64, warmup_steps=10)
-    result = train_char_lm(config, checkpoint_path=tmp_path / "lm.npz", progress=False)
-    assert result["val_loss"] < result["uniform_loss"] - 0.5
-    arrays, meta = load_checkpoint(tmp_path / "lm.npz")
-    fresh = MLPLanguageModel(len(meta["chars"]), config.block_size, config.embed_dim, config.hidden_dim)
-    fresh.load_state_dict(arrays)
-    contexts = np.zeros((2, config.block_size), dtype=np.int64)
-    np.testing.assert_array_equal(fresh(contexts).data, result["model"](contexts).data)
-
-
-def test_same_seed_same_run():
-    config = CharLMConfig(max_chars=5_000, steps=20, eval_every=20, batch_size=16, warmup_steps=2)
-    a = train_char_lm(config, progress=False)
-    b = train_char_lm(config, progress=False)
-    assert a["val_loss"] == b["val_loss"]
-
-
-def test_generate_extends_the_context_by_the_requested_length():
-    tgl.manual_seed(0)
-    model = MLPLanguageModel(vocab_size=10, block_size=3)
-    out = model.generate([1, 2, 3], num_tokens=7)
-    assert out.shape == (7,) and out.min() >= 0 and out.max() < 10
-    with pytest.raises(ValueError, match="block_size=3"):
-        model.generate([1], num_tokens=2)
+TINY = ["--max-chars", "8000", "--steps", "20", "--warmup-steps", "2", "--eval-every", "10", "--eval-batches", "2",
+        "--context-size", "32", "--embed-dim", "32", "--num-layers", "1", "--num-heads", "2", "--no-progress"]
 
 
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "tinygrad_llm", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_cli_train_runs_end_to_end(tmp_path):
-    out = run_cli("train", "--steps", "30", "--warmup-steps", "3", "--eval-every", "30", "--max-chars", "5000", "--samples", "1",
-                  "--sample-length", "20", "--checkpoint", str(tmp_path / "c.npz"))
-    assert out.returncode == 0, out.stderr
-    assert "val loss" in out.stdout and "sample 1" in out.stdout
-    assert (tmp_path / "c.npz").exists()
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("run")
+    result = run_cli("train", *TINY, "--out-dir", str(out_dir), "--samples", "1", "--sample-tokens", "30")
+    assert result.returncode == 0, result.stderr
+    return out_dir, result.stdout
 
 
-def test_cli_help_documents_every_flag():
-    out = run_cli("train", "--help")
-    assert out.returncode == 0
-    for flag in ("--steps", "--lr", "--corpus", "--block-size", "--checkpoint", "--temperature"):
-        assert flag in out.stdout
+def test_train_reports_held_out_perplexity_saves_a_checkpoint_and_prints_samples(trained):
+    out_dir, stdout = trained
+    assert "perplexity" in stdout and "--- sample 1" in stdout
+    for name in ("checkpoint.npz", "history.csv", "history.json", "loss_curve.png"):
+        assert (out_dir / name).exists(), name
+
+
+def test_sample_continues_a_prompt_from_the_checkpoint(trained):
+    out_dir, _ = trained
+    result = run_cli("sample", "--checkpoint", str(out_dir / "checkpoint.npz"), "--prompt", "The ",
+                     "--max-new-tokens", "25", "--top-k", "5")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("The ") and len(result.stdout) > len("The ")
+    greedy = [run_cli("sample", "--checkpoint", str(out_dir / "checkpoint.npz"), "--prompt", "The ",
+                      "--max-new-tokens", "25", "--temperature", "0", "--seed", str(seed)).stdout for seed in (1, 2)]
+    assert greedy[0] == greedy[1], "greedy decoding must not depend on the seed"
+
+
+def test_sample_explains_bad_prompts_and_bad_checkpoints(trained, tmp_path):
+    out_dir, _ = trained
+    too_long = run_cli("sample", "--checkpoint", str(out_dir / "checkpoint.npz"), "--prompt", "x" * 40)
+    assert too_long.returncode != 0 and "context" in too_long.stderr
+    unknown = run_cli("sample", "--checkpoint", str(out_dir / "checkpoint.npz"), "--prompt", "\u2603 snowman")
+    assert unknown.returncode != 0 and "\u2603" in unknown.stderr
+    missing = run_cli("sample", "--checkpoint", str(tmp_path / "nope.npz"), "--prompt", "a")
+    assert missing.returncode != 0 and "no checkpoint" in missing.stderr
+
+
+def test_help_documents_every_choice():
+    out = run_cli("train", "--help").stdout
+    for flag in ("--model", "--corpus", "--tokenizer", "--context-size", "--steps", "--lr", "--warmup-steps",
+                 "--grad-accum-steps", "--resume", "--out-dir"):
+        assert flag in out, flag
+    assert "bigram, mlp, rnn, lstm, gru, gpt" in out
+    assert "--top-p" in run_cli("sample", "--help").stdout

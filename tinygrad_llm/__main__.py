@@ -1,62 +1,112 @@
-"""Command line: `python -m tinygrad_llm train | exercises ... | bench ...` (run with --help for each)."""
+"""Command line: `python -m tinygrad_llm train | sample | exercises ... | bench ...` (--help for each)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields
 
 
 def _add_train(subparsers):
-    from .char_lm_training import CharLMConfig
+    from .training.config import FIELD_HELP, TrainConfig
 
     parser = subparsers.add_parser(
         "train",
-        help="train a character-level MLP language model on the embedded corpus and print samples",
-        description="Train a character-level MLP language model (Bengio et al. 2003) with AdamW, warmup + cosine "
-        "and gradient clipping; evaluate on held-out text; save a checkpoint; print samples.",
+        help="train a language model (default: a small GPT on the embedded corpus, ~5 min) and print samples",
+        description="Train a language model with the shared loop: AdamW (decay on matrices only), linear warmup + "
+        "cosine decay, global-norm clipping, gradient accumulation, periodic evaluation, optional early stopping. "
+        "Writes a resumable checkpoint, CSV/JSON logs and a loss-curve plot to --out-dir, then prints held-out "
+        "perplexity and samples. The defaults are nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, "
+        "context 64, batch 12) on the embedded corpus.",
     )
-    help_text = {
-        "corpus": "'embedded' (Python's own docs, offline) or a path to a .txt file or folder",
-        "block_size": "characters of context the model sees",
-        "embed_dim": "size of each character's embedding",
-        "hidden_dim": "width of the tanh hidden layer",
-        "batch_size": "examples per step",
-        "steps": "optimizer steps",
-        "lr": "peak learning rate (after warmup)",
-        "min_lr": "learning rate at the end of the cosine decay",
-        "warmup_steps": "steps of linear warmup",
-        "weight_decay": "AdamW decoupled weight decay (matrices only)",
-        "clip_norm": "clip the global gradient norm to this",
-        "eval_every": "evaluate train/val loss every N steps",
-        "max_chars": "use only the first N characters of the corpus",
-        "seed": "seed for initialisation, batches and sampling",
-    }
-    for field in fields(CharLMConfig):
+    for field in fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        kind = int if field.name in ("max_chars",) else type(field.default)
-        parser.add_argument(flag, type=kind, default=field.default, help=f"{help_text[field.name]} (default: %(default)s)")
-    parser.add_argument("--checkpoint", default="checkpoints/char_mlp.npz", help="where to save (default: %(default)s)")
-    parser.add_argument("--samples", type=int, default=3, help="number of samples to print (default: %(default)s)")
-    parser.add_argument("--sample-length", type=int, default=200, help="characters per sample (default: %(default)s)")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=f"{FIELD_HELP[field.name]} (default: %(default)s)")
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default,
+                                help=f"{FIELD_HELP[field.name]} (default: %(default)s)")
+    parser.add_argument("--out-dir", default=None,
+                        help="folder for checkpoint.npz, history.csv/.json and loss_curve.png (default: runs/<model>)")
+    parser.add_argument("--resume", metavar="CHECKPOINT", default=None,
+                        help="continue the run saved in this checkpoint, with its own configuration")
+    parser.add_argument("--samples", type=int, default=2, help="samples to print after training (default: %(default)s)")
+    parser.add_argument("--sample-tokens", type=int, default=200, help="tokens per sample (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     parser.set_defaults(func=_run_train)
 
 
 def _run_train(args) -> int:
-    from .char_lm_training import CharLMConfig, train_char_lm
+    from .metrics import evaluate_language_model
+    from .training import TrainConfig, train_language_model
+    from .training.checkpoints import read_training_checkpoint
 
-    config = CharLMConfig(**{f.name: getattr(args, f.name) for f in fields(CharLMConfig)})
-    print(f"Training a character MLP language model: {config}")
-    result = train_char_lm(config, checkpoint_path=args.checkpoint)
-    vocab, model = result["vocab"], result["model"]
-    print(
-        f"\nDone in {result['seconds']:.1f} s: train loss {result['train_loss']:.4f}, val loss {result['val_loss']:.4f} "
-        f"nats/char (uniform guess: {result['uniform_loss']:.4f}). Checkpoint: {args.checkpoint}"
-    )
-    prompt = result["val_ids"][: config.block_size]  # the samples continue the start of the held-out text
+    if args.resume:
+        config = TrainConfig(**read_training_checkpoint(args.resume)[1]["train_config"])
+    else:
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    out_dir = args.out_dir or f"runs/{config.model}"
+    print(f"Training: {config}")
+    run = train_language_model(config, out_dir=out_dir, resume_from=args.resume, progress=not args.no_progress)
+    held_out = evaluate_language_model(run.model, run.val_ids, config.context_size, batch_size=config.batch_size)
+    uniform = math.log(run.tokenizer.vocab_size)
+    print(f"\nDone in {run.seconds:.1f} s ({run.tokens_per_s:,.0f} training tokens/s). Last estimate: train loss "
+          f"{run.final['train_loss']:.4f}, val loss {run.final['val_loss']:.4f}. Whole validation split: loss "
+          f"{held_out['loss']:.4f} nats/token, perplexity {held_out['perplexity']:.2f} (a uniform guess: loss "
+          f"{uniform:.4f}, perplexity {run.tokenizer.vocab_size}).\nCheckpoint: {run.checkpoint}  logs: {out_dir}")
+    prompt_length = min(config.context_size // 2, 32)
+    prompt = run.val_ids[:prompt_length]  # the samples continue the start of the held-out text
     for i in range(args.samples):
-        text = vocab.decode(model.generate(prompt, args.sample_length, temperature=args.temperature))
-        print(f"\n--- sample {i + 1} (temperature {args.temperature}) ---\n{vocab.decode(prompt)}{text}")
+        print(f"\n--- sample {i + 1} (temperature {args.temperature}) ---")
+        _stream(run.model, run.tokenizer, prompt, args.sample_tokens, seed=config.seed + i,
+                temperature=args.temperature)
+    return 0
+
+
+def _stream(model, tokenizer, prompt_ids, max_new_tokens, **sampling) -> None:
+    """Print the prompt, then each new token as it is generated."""
+    from .generation import generate
+
+    print(tokenizer.decode(prompt_ids), end="", flush=True)
+    decoder = tokenizer.stream_decoder()
+    generate(model, prompt_ids, max_new_tokens, on_token=lambda ids: print(decoder.push(int(ids[0])), end="", flush=True),
+             **sampling)
+    print()
+
+
+def _add_sample(subparsers):
+    parser = subparsers.add_parser(
+        "sample", help="generate text from a trained checkpoint",
+        description="Load a checkpoint written by `train` and continue a prompt, streaming tokens as they come. "
+        "Decoding: greedy (--temperature 0), temperature, top-k and top-p sampling, with the model's cache.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.npz written by `train`")
+    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    parser.add_argument("--max-new-tokens", type=int, default=300, help="tokens to generate (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="0 is greedy; below 1 sharper, above 1 flatter (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest tokens")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample only among the smallest set of tokens whose probability reaches p")
+    parser.add_argument("--seed", type=int, default=0, help="seed for sampling (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=1, help="independent samples (default: %(default)s)")
+    parser.set_defaults(func=_run_sample)
+
+
+def _run_sample(args) -> int:
+    from .training import load_trained_model
+
+    model, tokenizer, _ = load_trained_model(args.checkpoint)
+    if not args.prompt:
+        raise SystemExit("sample: --prompt must not be empty (a language model continues some text)")
+    prompt = tokenizer.encode(args.prompt)
+    for i in range(args.samples):
+        if args.samples > 1:
+            print(f"--- sample {i + 1} ---")
+        _stream(model, tokenizer, prompt, args.max_new_tokens, seed=args.seed + i, temperature=args.temperature,
+                top_k=args.top_k, top_p=args.top_p)
     return 0
 
 
@@ -67,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tinygrad_llm", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train(subparsers)
+    _add_sample(subparsers)
     add_exercises(subparsers)
     add_bench(subparsers)
     return parser
@@ -74,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, IndexError) as error:  # bad input: the message says what to do
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

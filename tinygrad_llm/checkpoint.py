@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,23 @@ def save_checkpoint(path, arrays: dict, metadata: dict | None = None) -> Path:
     return path
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint: truncated, corrupt, or not written by save_checkpoint."""
+
+
 def load_checkpoint(path) -> tuple[dict, dict]:
     """(arrays by name, metadata dict)."""
-    with np.load(Path(path), allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files if name != _METADATA_KEY}
-        metadata = json.loads(str(archive[_METADATA_KEY])) if _METADATA_KEY in archive.files else {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path}; train first or check the path")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files if name != _METADATA_KEY}
+            metadata = json.loads(str(archive[_METADATA_KEY])) if _METADATA_KEY in archive.files else {}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"load_checkpoint: {path} is not a readable checkpoint ({type(error).__name__}: {error}); the file is "
+            "truncated or corrupt, or was not written by tinygrad_llm. Nothing was loaded; use another checkpoint "
+            "or train again"
+        ) from error
     return arrays, metadata

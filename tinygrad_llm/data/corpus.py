@@ -1,13 +1,22 @@
-"""Text corpora that need no download.
+"""Text corpora: a built-in English corpus, a committed Chinese/English sample, and Tiny Shakespeare.
 
 The default corpus is the English reference documentation that ships inside CPython itself
 (`pydoc_data.topics`, about 465 KB of prose and code examples, ~100 distinct characters), so every
 machine with Python has it offline. Its exact text varies a little between Python versions; within one
 version it is fixed, and so is the split.
+
+`multilingual_sample()` is a small (~5 kB) Chinese/English text written for this project: parallel
+sentences on everyday topics with some numbers and emoji, for comparing what tokenizers charge per
+character in each language. Tiny Shakespeare is downloaded once on request (see shakespeare.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+from .shakespeare import tiny_shakespeare_path
+
+MULTILINGUAL_SAMPLE = Path(__file__).parent / "samples" / "zh_en_sample.txt"
+NAMED_CORPORA = ("embedded", "zh-en", "shakespeare")
 
 
 def embedded_text() -> str:
@@ -17,19 +26,38 @@ def embedded_text() -> str:
     return "\n\n".join(topics[name] for name in sorted(topics))
 
 
+def multilingual_sample() -> str:
+    """The committed Chinese/English sample (UTF-8, Chinese and English lines in pairs)."""
+    return MULTILINGUAL_SAMPLE.read_text(encoding="utf-8")
+
+
 def load_text(source: str = "embedded") -> str:
-    """'embedded' for the built-in corpus, or the path of a UTF-8 text file or of a folder of .txt files."""
+    """One of NAMED_CORPORA, or the path of a UTF-8 text file or of a folder of .txt files.
+
+    "shakespeare" downloads Tiny Shakespeare on first use. A corpus with no text (an empty file, a
+    folder of empty files) is an error, not an empty string that fails later with a puzzling message.
+    """
     if source == "embedded":
         return embedded_text()
+    if source == "zh-en":
+        return multilingual_sample()
+    if source == "shakespeare":
+        return tiny_shakespeare_path().read_text(encoding="utf-8")
     path = Path(source)
     if path.is_dir():
         files = sorted(path.rglob("*.txt"))
         if not files:
             raise FileNotFoundError(f"corpus folder {path} contains no .txt files")
-        return "\n\n".join(f.read_text(encoding="utf-8") for f in files)
+        texts = [f.read_text(encoding="utf-8") for f in files]
+        if not any(text.strip() for text in texts):
+            raise ValueError(f"corpus folder {path}: its {len(files)} .txt files hold no text (empty or only whitespace)")
+        return "\n\n".join(texts)
     if path.is_file():
-        return path.read_text(encoding="utf-8")
-    raise FileNotFoundError(f"corpus {source!r} is neither 'embedded' nor an existing file or folder")
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError(f"corpus file {path} holds no text (it is empty or only whitespace)")
+        return text
+    raise FileNotFoundError(f"corpus {source!r} is neither one of {NAMED_CORPORA} nor an existing file or folder")
 
 
 def train_val_split(text: str, val_fraction: float = 0.1) -> tuple[str, str]:

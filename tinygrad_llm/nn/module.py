@@ -68,6 +68,19 @@ class Module:
         """Evaluation mode: dropout becomes the identity. Does not stop gradients; use tgl.no_grad() for that."""
         return self.train(False)
 
+    def double(self):
+        """Every parameter in float64, in place: what a gradient check of a whole layer needs."""
+        return self._cast_parameters(np.float64)
+
+    def float(self):
+        """Every parameter in float32, in place (the training default)."""
+        return self._cast_parameters(np.float32)
+
+    def _cast_parameters(self, dtype):
+        for p in self.parameters():
+            p.data, p.grad = p.data.astype(dtype), None
+        return self
+
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None

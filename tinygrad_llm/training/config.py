@@ -1,0 +1,93 @@
+"""Everything one training run needs to know, in one dataclass: the command line, the notebooks and the
+checkpoints all speak it, so a run can be described, repeated and resumed from its config alone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODEL_KINDS = ("bigram", "mlp", "rnn", "lstm", "gru", "gpt")
+TOKENIZER_KINDS = ("char", "bpe")
+
+# What each field means; the command line shows these as --help, the config's repr stays short.
+FIELD_HELP = {
+    "model": f"which model: {', '.join(MODEL_KINDS)}",
+    "corpus": "'embedded' (Python's own docs, offline), 'shakespeare' (downloaded once), 'zh-en', or a path",
+    "tokenizer": "'char' (one token per character) or 'bpe' (byte-level BPE trained on the training split)",
+    "bpe_merges": "merges to learn when tokenizer is 'bpe'",
+    "max_chars": "use only the first N characters of the corpus (fast runs)",
+    "context_size": "tokens per training window: the GPT's context, the RNN's truncated-BPTT length",
+    "batch_size": "windows per micro-batch",
+    "grad_accum_steps": "micro-batches whose gradients are summed into one optimizer step",
+    "embed_dim": "embedding width (GPT: the model width d)",
+    "hidden_dim": "hidden width of the MLP and RNN models",
+    "num_layers": "GPT blocks or stacked RNN layers",
+    "num_heads": "GPT attention heads (must divide embed_dim)",
+    "mlp_window": "tokens the MLP model reads to predict the next one",
+    "dropout": "dropout probability (0 disables)",
+    "positions": "GPT positions: learned, sinusoidal or rope",
+    "tie_weights": "GPT: share the token embedding with the output layer",
+    "steps": "optimizer steps",
+    "lr": "peak learning rate, reached after the warmup",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "warmup_steps": "steps of linear warmup",
+    "weight_decay": "AdamW decoupled weight decay, applied to matrices only",
+    "beta1": "AdamW beta1",
+    "beta2": "AdamW beta2",
+    "clip_norm": "clip the global gradient norm to this (0 disables)",
+    "eval_every": "estimate train and val loss every N steps",
+    "eval_batches": "batches per loss estimate",
+    "early_stopping_patience": "stop after this many evaluations without a better val loss (0: never)",
+    "seed": "one seed for data order, initialisation, dropout and sampling",
+}
+
+
+@dataclass
+class TrainConfig:
+    model: str = "gpt"
+    corpus: str = "embedded"
+    tokenizer: str = "char"
+    bpe_merges: int = 500
+    max_chars: int = 0
+    context_size: int = 64
+    batch_size: int = 12
+    grad_accum_steps: int = 1
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    mlp_window: int = 8
+    dropout: float = 0.0
+    positions: str = "learned"
+    tie_weights: bool = True
+    steps: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    clip_norm: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 20
+    early_stopping_patience: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        problems = []
+        if self.model not in MODEL_KINDS:
+            problems.append(f"model must be one of {MODEL_KINDS}, got {self.model!r}")
+        if self.tokenizer not in TOKENIZER_KINDS:
+            problems.append(f"tokenizer must be one of {TOKENIZER_KINDS}, got {self.tokenizer!r}")
+        for name in ("context_size", "batch_size", "grad_accum_steps", "steps", "eval_every", "eval_batches"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.model == "gpt" and self.embed_dim % self.num_heads:
+            problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if problems:
+            raise ValueError("TrainConfig: " + "; ".join(problems))
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.context_size * self.grad_accum_steps
+
