@@ -41,9 +41,9 @@ def test_resuming_equals_one_uninterrupted_run_to_the_bit(tmp_path, model, dropo
 
 def test_gradient_accumulation_equals_one_bigger_batch():
     """Two micro-batches of 4 (loss / 2 each, gradients summed) == one batch of 8 drawn in the same order."""
-    big = train_language_model(tiny(batch_size=8, steps=1, eval_every=1, clip_norm=0.0), progress=False)
-    accumulated = train_language_model(tiny(batch_size=4, grad_accum_steps=2, steps=1, eval_every=1, clip_norm=0.0),
-                                       progress=False)
+    one_step = dict(steps=1, warmup_steps=0, eval_every=1, clip_norm=0.0)
+    big = train_language_model(tiny(batch_size=8, **one_step), progress=False)
+    accumulated = train_language_model(tiny(batch_size=4, grad_accum_steps=2, **one_step), progress=False)
     for name, value in weights(big.model).items():
         np.testing.assert_allclose(accumulated.model.state_dict()[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 

@@ -38,7 +38,8 @@ from .tokenizer import SPECIAL_TOKENS, Tokenizer, check_utf8_text
 #                       "...", "，"
 #   "\s+(?!\S)"         whitespace not followed by text, which leaves a last space for the next word,
 #                       so "a   b" splits as "a", "  ", " b" and " b" is the same token as in "a b"
-#   "\s+"               any other whitespace (e.g. before punctuation-free line starts)
+#   "\s+"               the one whitespace character left before text when it is not a plain
+#                       space (the newline before a line's first word)
 # Unlike GPT-2 there is no special case for English contractions ("'s", "'t"): "don't" splits as
 # "don", "'", "t".
 CHUNK_PATTERN = re.compile(r" ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")

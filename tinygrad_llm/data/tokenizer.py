@@ -178,14 +178,34 @@ class Tokenizer(ABC):
         return ids.astype(np.int64, copy=False)
 
     # ----------------------------------------------------------------- files
+    def to_dict(self) -> dict:
+        """A JSON-ready description; a checkpoint embeds it so the model and its tokenizer travel together."""
+        return {"format": FILE_FORMAT, "version": FILE_VERSION, "type": type(self).__name__, **self._to_json()}
+
+    @classmethod
+    def from_dict(cls, document, source: str = "the document") -> Tokenizer:
+        """Rebuild a tokenizer from to_dict()'s output; the "type" field picks the subclass."""
+        if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
+            raise ValueError(f"Tokenizer.load: {source} is JSON but not a tokenizer file (no \"format\": \"{FILE_FORMAT}\")")
+        if document.get("version") != FILE_VERSION:
+            raise ValueError(f"Tokenizer.load: {source} has format version {document.get('version')!r}; this library reads {FILE_VERSION}")
+        kind = Tokenizer._types.get(document.get("type"))
+        if kind is None:
+            raise ValueError(f"Tokenizer.load: {source} has type {document.get('type')!r}; known types: {sorted(Tokenizer._types)}")
+        if not issubclass(kind, cls):
+            raise ValueError(f"{cls.__name__}.load: {source} holds a {kind.__name__}; load it with Tokenizer.load")
+        try:
+            return kind._from_json(document)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ValueError(f"Tokenizer.load: {source} is a corrupt {kind.__name__} file: {error!r}") from None
+
     def save(self, path) -> Path:
         """Write JSON atomically: a temporary file in the same folder, then os.replace over `path`."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        document = {"format": FILE_FORMAT, "version": FILE_VERSION, "type": type(self).__name__, **self._to_json()}
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(document), encoding="utf-8")
+            tmp.write_text(json.dumps(self.to_dict()), encoding="utf-8")
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -203,19 +223,7 @@ class Tokenizer(ABC):
                 f"Tokenizer.load: {path} is not valid JSON ({error}); the file is corrupt or truncated, "
                 "save the tokenizer again"
             ) from None
-        if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
-            raise ValueError(f"Tokenizer.load: {path} is JSON but not a tokenizer file (no \"format\": \"{FILE_FORMAT}\")")
-        if document.get("version") != FILE_VERSION:
-            raise ValueError(f"Tokenizer.load: {path} has format version {document.get('version')!r}; this library reads {FILE_VERSION}")
-        kind = Tokenizer._types.get(document.get("type"))
-        if kind is None:
-            raise ValueError(f"Tokenizer.load: {path} has type {document.get('type')!r}; known types: {sorted(Tokenizer._types)}")
-        if not issubclass(kind, cls):
-            raise ValueError(f"{cls.__name__}.load: {path} holds a {kind.__name__}; load it with Tokenizer.load")
-        try:
-            return kind._from_json(document)
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise ValueError(f"Tokenizer.load: {path} is a corrupt {kind.__name__} file: {error!r}") from None
+        return cls.from_dict(document, source=str(path))
 
     # ----------------------------------------------------------------- display
     def describe(self) -> str:

@@ -61,8 +61,9 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
 
     Context limit: a model with max_context = C reads at most C tokens. When the next step would need C + 1,
     the window the model reads restarts from the last max(1, C // 2) tokens: the cached path builds a fresh
-    cache from them (the old one holds tokens that left the window, at positions that no longer exist), the
-    uncached path simply reads the same tokens. Both see identical windows, so they choose identical tokens.
+    cache from them (the old one holds tokens that left the window, and with position embeddings every kept
+    token now sits at a new position), the uncached path simply reads the same tokens. Both see identical
+    windows, so they choose identical tokens.
     Why not slide by one token each step? Then the cache would have to be rebuilt from C tokens at every step,
     no cheaper than having no cache; restarting at C // 2 rebuilds once every ~C // 2 steps, about one extra
     token read per generated token, while keeping at least C // 2 tokens of context.

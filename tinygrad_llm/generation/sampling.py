@@ -92,6 +92,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+_MASS_ROUNDING = 1e-10  # far above the rounding of a float64 cumulative sum, far below any p that matters
+
+
 def top_p_filter(logits, p: float) -> np.ndarray:
     """Keep, in each row, the SMALLEST set of most likely tokens whose total probability reaches p; the rest
     get -inf.
@@ -99,7 +102,9 @@ def top_p_filter(logits, p: float) -> np.ndarray:
     Walking the tokens from most to least likely, a token is kept while the mass of the tokens before it is
     still below p. So the most likely token is always kept (the mass before it is 0 < p), and dropping the
     least likely kept token would leave less than p. Ties are ranked as in top_k_filter (lower id first).
-    p = 1 keeps every token: rounding in a cumulative sum must not drop a token of positive probability.
+    Rounding: a mass within 1e-10 of p counts as reaching it, since ten tokens of probability 0.1 add up to
+    0.8999999999999999 after nine, and p = 0.9 must keep nine of them, not ten. For the same reason p = 1
+    keeps every token instead of trusting a cumulative sum to reach exactly 1.
     """
     logits = _check_logits(logits, "top_p_filter")
     _check_p(p, "top_p_filter")
@@ -108,8 +113,8 @@ def top_p_filter(logits, p: float) -> np.ndarray:
     order = _descending_order(logits)
     sorted_probs = np.take_along_axis(_softmax(logits), order, axis=-1)
     mass_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs
-    drop = np.empty_like(mass_before, dtype=bool)
-    np.put_along_axis(drop, order, mass_before >= p, axis=-1)  # from sorted order back to token-id order
+    drop = np.empty_like(mass_before, dtype=bool)  # filled from sorted order back into token-id order
+    np.put_along_axis(drop, order, mass_before >= p - _MASS_ROUNDING, axis=-1)
     return np.where(drop, -np.inf, logits)
 
 

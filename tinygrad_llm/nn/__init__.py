@@ -1,12 +1,26 @@
 """Layers and models built on the autograd engine (PyTorch's torch.nn, from scratch)."""
 from . import functional, init
 from .containers import ModuleList, Sequential
+from .attention import MultiHeadAttention
+from .bigram_language_model import BigramLanguageModel
+from .gpt import GPT
+from .kv_cache import KVCache
+from .language_model import DecodingCache, LanguageModel
 from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
 from .mlp_language_model import MLPLanguageModel
 from .module import Module
 from .parameter import Parameter
+from .positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
+from .recurrent_language_model import RecurrentLanguageModel
+from .recurrent_layers import GRU, LSTM, RNN
+from .rnn_cells import GRUCell, LSTMCell, RNNCell
+from .transformer_block import TransformerBlock
 
 __all__ = [
     "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "Linear", "Embedding",
     "LayerNorm", "Dropout", "ReLU", "Tanh", "Sigmoid", "GELU", "Identity", "MLPLanguageModel",
+    "MultiHeadAttention", "TransformerBlock", "GPT", "KVCache", "LearnedPositionalEmbedding",
+    "SinusoidalPositionalEncoding", "RotaryEmbedding",
+    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "RecurrentLanguageModel", "BigramLanguageModel",
+    "LanguageModel", "DecodingCache",
 ]

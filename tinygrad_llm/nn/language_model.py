@@ -64,7 +64,8 @@ class LanguageModel(Module):
         if self.max_context is not None and seen + ids.shape[1] > self.max_context:
             raise ValueError(
                 f"{name}: {seen} cached + {ids.shape[1]} new tokens exceed the model's context of "
-                f"{self.max_context}; keep only the last {self.max_context} tokens (generate() does this)"
+                f"{self.max_context}; pass at most the last {self.max_context} tokens (tinygrad_llm.generation.generate "
+                "does so by restarting its window from the last max_context // 2)"
             )
         if cache is not None and cache.batch_size != ids.shape[0]:
             raise ValueError(f"{name}: the cache was made for batch {cache.batch_size}, got ids of batch {ids.shape[0]}")

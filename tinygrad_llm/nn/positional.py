@@ -20,7 +20,7 @@ import numpy as np
 from . import init
 from .module import Module
 from .parameter import Parameter
-from ..tensor import DEFAULT_FLOAT, Tensor, cat
+from ..tensor import DEFAULT_FLOAT, Tensor
 
 
 def _check_positions(owner: str, length: int, offset: int, max_positions: int) -> None:
@@ -128,19 +128,26 @@ class RotaryEmbedding(Module):
         self.head_dim, self.max_positions, self.base = head_dim, max_positions, base
         angles = np.concatenate([_angles(max_positions, head_dim, base)] * 2, axis=1)  # pair i <-> i + D/2
         self.cos, self.sin = np.cos(angles), np.sin(angles)
+        half = head_dim // 2
+        # rotate_half(x) = (-x[D/2:], x[:D/2]), the 90-degree turn of every pair, as a fixed matrix: x @ R
+        self.rotate_half = np.zeros((head_dim, head_dim))
+        self.rotate_half[np.arange(half, head_dim), np.arange(half)] = -1
+        self.rotate_half[np.arange(half), np.arange(half, head_dim)] = 1
 
     def rotate(self, x: Tensor, offset: int = 0) -> Tensor:
-        """x (B, H, T, D) rotated at positions offset .. offset + T - 1:  x * cos + rotate_half(x) * sin,
-        where rotate_half(x) = (-x[D/2:], x[:D/2]) is the 90-degree turn of every pair."""
+        """x (B, H, T, D) rotated at positions offset .. offset + T - 1:  x * cos + rotate_half(x) * sin.
+
+        Pair (a, b) = (x_i, x_{i+D/2}) at angle t becomes (a cos t - b sin t, a sin t + b cos t), and
+        rotate_half(x) = (-x[D/2:], x[:D/2]) supplies the (-b, a). It is one product with a fixed signed
+        permutation matrix rather than slices and a concatenation: fewer ops, and a cheaper backward.
+        """
         if x.ndim != 4 or x.shape[-1] != self.head_dim:
             raise ValueError(f"RotaryEmbedding: expected (B, H, T, {self.head_dim}) queries or keys, got {x.shape}")
         length = x.shape[-2]
         _check_positions(type(self).__name__, length, offset, self.max_positions)
         positions = slice(offset, offset + length)
         cos, sin = Tensor(self.cos[positions].astype(x.dtype)), Tensor(self.sin[positions].astype(x.dtype))
-        half = self.head_dim // 2
-        rotated_half = cat([-x[..., half:], x[..., :half]], axis=-1)
-        return x * cos + rotated_half * sin
+        return x * cos + (x @ Tensor(self.rotate_half.astype(x.dtype))) * sin
 
     def forward(self, q: Tensor, k: Tensor, offset: int = 0):
         """(rotated q, rotated k), both (B, H, T, D) at positions offset .. offset + T - 1."""

@@ -80,6 +80,8 @@ class TrainConfig:
         for name in ("context_size", "batch_size", "grad_accum_steps", "steps", "eval_every", "eval_batches"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_steps < self.steps:
+            problems.append(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
         if self.model == "gpt" and self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         if not 0 <= self.dropout < 1:

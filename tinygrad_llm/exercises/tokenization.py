@@ -1,0 +1,2 @@
+"""Exercises for this chapter (filled in by the chapter's notebook work)."""
+EXERCISES = []
