@@ -248,7 +248,8 @@ def test_detach_state_stops_the_gradient_at_the_chunk_boundary(layer_class):
 def test_bad_input_gives_a_clear_error(layer_class):
     name = layer_class.__name__
     layer = layer_class(3, 4, num_layers=2)
-    with pytest.raises(ValueError, match=rf"{name}: input must be 3-D \(batch, time, features\) because batch_first=True, got shape \(5, 3\)"):
+    layout = r"\(batch, time, features\) because batch_first=True"
+    with pytest.raises(ValueError, match=rf"{name}: input must be 3-D {layout}, got shape \(5, 3\)"):
         layer(np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError, match=rf"{name}: input has 7 features .*\(2, 5, 7\).*batch_first=True.*input_size=3"):
         layer(np.zeros((2, 5, 7), np.float32))

@@ -162,11 +162,11 @@ def near_duplicate_pairs(texts, threshold: float = 0.8, num_hashes: int = 128, b
     """
     if not 0 <= threshold <= 1:
         raise ValueError(f"near_duplicate_pairs: threshold must be in [0, 1], got {threshold}")
-    minhash = MinHash(num_hashes, seed)
-    kept = [i for i, text in enumerate(texts) if shingles(text, shingle_size, unit)]
+    sets = [shingles(text, shingle_size, unit) for text in texts]
+    kept = [i for i, s in enumerate(sets) if s]
     if len(kept) < 2:
         return {}
-    signatures = minhash.signatures([shingles(texts[i], shingle_size, unit) for i in kept])
+    signatures = MinHash(num_hashes, seed).signatures([sets[i] for i in kept])
     found = {}
     for a, b in sorted(lsh_candidate_pairs(signatures, bands)):
         estimate = MinHash.estimate_jaccard(signatures[a], signatures[b])

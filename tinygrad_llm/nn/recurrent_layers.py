@@ -68,14 +68,14 @@ class RecurrentLayer(Module):
         x = self._check_input(as_tensor(x))
         sequence = x if self.batch_first else x.transpose(0, 1)  # (B, T, features) from here on
         batch, steps = sequence.shape[:2]
-        per_layer = self._split_by_layer(self.initial_state(batch, x.dtype) if state is None else self._check_state(state, batch))
+        state = self.initial_state(batch, x.dtype) if state is None else self._check_state(state, batch)
         final_states = []
-        for layer, (cell, layer_state) in enumerate(zip(self.cells, per_layer)):
+        for layer, (cell, layer_state) in enumerate(zip(self.cells, self._split_by_layer(state))):
             if layer > 0:  # dropout between layers only (none on the output), as in PyTorch
                 sequence = F.dropout(sequence, self.dropout, self.training)
             projected = cell.project_input(sequence)  # (B, T, G*H): every time step in one matmul
             hidden_states = []
-            for t in range(steps):
+            for t in range(steps):  # the only sequential part: step t needs the state of step t - 1
                 layer_state = cell.step(projected[:, t], layer_state)
                 hidden_states.append(state_parts(layer_state)[0])
             sequence = stack(hidden_states, axis=1)
@@ -85,8 +85,8 @@ class RecurrentLayer(Module):
 
     def initial_state(self, batch_size: int, dtype=DEFAULT_FLOAT):
         """Zeros in the layer's state format: (num_layers, batch_size, hidden_size), one per state tensor."""
-        zeros = [Tensor(np.zeros((self.num_layers, batch_size, self.hidden_size), dtype=dtype)) for _ in self.cell_class.state_names]
-        return self.cell_class.pack_state(zeros)
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        return self.cell_class.pack_state([Tensor(np.zeros(shape, dtype=dtype)) for _ in self.cell_class.state_names])
 
     # ------------------------------------------------------------ between the layer's format and the cells'
     def _split_by_layer(self, state) -> list:

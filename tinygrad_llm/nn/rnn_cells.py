@@ -53,7 +53,9 @@ def check_state(owner: str, state_names: tuple, state, expected_shape: tuple, la
     parts = state_parts(state)
     if len(parts) != len(state_names) or (len(state_names) == 1 and isinstance(state, (tuple, list))):
         wanted = f"one tensor {state_names[0]}" if len(state_names) == 1 else "a tuple (" + ", ".join(state_names) + ")"
-        raise ValueError(f"{owner}: the state must be {wanted} of shape {layout}, got {type(state).__name__} of {len(parts)} item(s)")
+        raise ValueError(
+            f"{owner}: the state must be {wanted} of shape {layout}, got {type(state).__name__} of {len(parts)} item(s)"
+        )
     parts = [as_tensor(p) for p in parts]
     for label, part in zip(state_names, parts):
         if part.shape != expected_shape:
