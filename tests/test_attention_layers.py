@@ -50,7 +50,7 @@ def naive_multi_head_attention(attention, x, causal):
 # ============================================================================ reusable checks
 def check_matches_naive_attention(attention_class):
     """All heads at once (reshape/permute, one fused kernel call) equal the per-head textbook loop."""
-    @settings(max_examples=15)
+    @settings(max_examples=15, report_multiple_bugs=False)
     @given(st.integers(1, 2), st.integers(1, 7), st.sampled_from([1, 2, 4]), st.sampled_from([1, 2, 3]), st.booleans(), seeds)
     def check(batch, time, heads, head_dim, causal, seed):
         attention, rng = make_attention(attention_class, heads * head_dim, heads, seed)
@@ -63,7 +63,7 @@ def check_matches_naive_attention(attention_class):
 
 def check_causal_attention(attention_class):
     """Output t is unchanged when any token after t changes: no information from the future."""
-    @settings(max_examples=15)
+    @settings(max_examples=15, report_multiple_bugs=False)
     @given(st.integers(1, 2), st.integers(2, 8), st.sampled_from([1, 2, 4]), st.booleans(), st.data(), seeds)
     def check(batch, time, heads, rotary, data, seed):
         attention, rng = make_attention(attention_class, heads * 4, heads, seed)
@@ -81,7 +81,7 @@ def check_causal_attention(attention_class):
 
 def check_single_head_identity(attention_class):
     """With one head and identity projections, multi-head attention IS softmax(x x^T / sqrt(d)) x."""
-    @settings(max_examples=10)
+    @settings(max_examples=10, report_multiple_bugs=False)
     @given(st.integers(1, 2), st.integers(1, 6), st.integers(1, 5), st.booleans(), seeds)
     def check(batch, time, dim, causal, seed):
         attention, rng = make_attention(attention_class, dim, 1, seed)
@@ -119,6 +119,15 @@ def test_attention_gradcheck(batch, time, heads, causal, rotary, seed):
     gradcheck(lambda x, *params: attention(x, causal=causal, padding_mask=padding, rotary=rope), x, *attention.parameters())
 
 
+def test_the_key_bias_gets_no_gradient():
+    """q . (k + b) = q . k + q . b adds the same number to every score of a query, and softmax ignores such
+    shifts: the key bias cannot change the output, so its gradient is 0 (it is a wasted parameter)."""
+    attention, rng = make_attention(nn.MultiHeadAttention, 8, 2, 0)
+    attention(tgl.tensor(rng.standard_normal((2, 5, 8))), causal=True).sum().backward()
+    np.testing.assert_allclose(attention.k_proj.bias.grad, 0, atol=1e-12)
+    assert np.abs(attention.q_proj.bias.grad).max() > 1e-3
+
+
 def test_transformer_block_gradcheck():
     tgl.manual_seed(0)
     block = nn.TransformerBlock(4, 2, mlp_ratio=2).double()
@@ -139,13 +148,12 @@ def test_block_with_silent_branches_is_the_identity():
 
 @settings(max_examples=15)
 @given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 4), st.data(), seeds)
-def test_padding_mask_hides_appended_padding(batch, time, max_padding, data, seed):
+def test_padding_mask_hides_appended_padding(batch, time, extra_padding, data, seed):
     """Bidirectional attention over a padded batch: with the mask, each sequence's real outputs are what it
     gets alone; without it, the padding leaks into every real position."""
     attention, rng = make_attention(nn.MultiHeadAttention, 8, 2, seed, dtype=np.float32)
-    lengths = data.draw(st.lists(st.integers(time, time + max_padding), min_size=batch, max_size=batch), label="lengths")
-    width = max(lengths)
-    assume(width > time)
+    lengths = data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch), label="real lengths")
+    width = time + extra_padding
     x = rng.standard_normal((batch, width, 8)).astype(np.float32)
     padding = np.arange(width)[None, :] >= np.array(lengths)[:, None]
     masked = attention(tgl.tensor(x), causal=False, padding_mask=padding).data
@@ -153,8 +161,7 @@ def test_padding_mask_hides_appended_padding(batch, time, max_padding, data, see
     for b, length in enumerate(lengths):
         alone = attention(tgl.tensor(x[b:b + 1, :length]), causal=False).data[0]
         np.testing.assert_allclose(masked[b, :length], alone, atol=1e-6)
-    padded = [b for b, length in enumerate(lengths) if length < width]
-    assert not np.allclose(unmasked[padded[0], :lengths[padded[0]]], masked[padded[0], :lengths[padded[0]]], atol=1e-4)
+        assert np.abs(unmasked[b, :length] - alone).max() > 1e-4
 
 
 @settings(max_examples=15)
@@ -248,10 +255,10 @@ def explicit_rotary(x, positions, base=10000.0):
     half = x.shape[-1] // 2
     out = np.empty_like(x)
     for i in range(half):
-        angle = positions[:, None] * base ** (-2 * i / x.shape[-1])
+        angle = positions * base ** (-2 * i / x.shape[-1])
         a, b = x[..., i], x[..., i + half]
-        out[..., i] = a * np.cos(angle[:, 0]) - b * np.sin(angle[:, 0])
-        out[..., i + half] = a * np.sin(angle[:, 0]) + b * np.cos(angle[:, 0])
+        out[..., i] = a * np.cos(angle) - b * np.sin(angle)
+        out[..., i + half] = a * np.sin(angle) + b * np.cos(angle)
     return out
 
 

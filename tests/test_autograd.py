@@ -197,7 +197,8 @@ def test_backward_with_gradient_computes_the_vector_jacobian_product(x, data):
     v = data.draw(hnp.arrays(np.float64, x.shape, elements=st.floats(-2, 2)))
     t = leaf(x)
     (t * t).backward(gradient=v)
-    np.testing.assert_allclose(t.grad, 2 * x * v)
+    # atol: x * v + x * v and 2 * x * v may round differently once the product is subnormal (< 1e-307)
+    np.testing.assert_allclose(t.grad, 2 * x * v, atol=1e-300)
 
 
 def test_backward_gradient_of_the_wrong_shape_is_refused():

@@ -122,7 +122,9 @@ class TestSoftmax:
         x2 = x.copy()
         x2[0] += np.arange(x.shape[1]) + 1.0
         y2 = F.softmax(t64(x2, False), axis=-1).data
-        np.testing.assert_array_equal(y2[1:], y[1:])
+        # Not bit-equal: a compiled kernel's vectorised sum may round differently with the array's memory
+        # alignment; the bug this guards against changes the other rows by far more than an ulp.
+        np.testing.assert_allclose(y2[1:], y[1:], rtol=1e-12, atol=0)
         for i in range(x.shape[0]):
             np.testing.assert_allclose(y[i], np_softmax(x[i]), atol=1e-12)
 

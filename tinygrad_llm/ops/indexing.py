@@ -19,8 +19,18 @@ class Index(Function):
 
     def backward(self, g):
         grad = np.zeros(self.input_shape, dtype=g.dtype)
-        np.add.at(grad, self.index, g)
+        if _is_basic(self.index):
+            grad[self.index] = g  # slices and integers never pick an element twice: no scatter-add needed
+        else:
+            np.add.at(grad, self.index, g)
         return grad
+
+
+def _is_basic(index) -> bool:
+    """Only slices, integers, None and Ellipsis: NumPy's basic indexing, a view without repeats."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (slice, int, np.integer, type(None), type(Ellipsis))) and not isinstance(p, bool)
+               for p in parts)
 
 
 def _describe(index):
