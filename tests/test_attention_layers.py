@@ -121,7 +121,8 @@ def test_attention_gradcheck(batch, time, heads, causal, rotary, seed):
 
 def test_the_key_bias_gets_no_gradient():
     """q . (k + b) = q . k + q . b adds the same number to every score of a query, and softmax ignores such
-    shifts: the key bias cannot change the output, so its gradient is 0 (it is a wasted parameter)."""
+    shifts: the key bias cannot change the output, so its gradient is 0 (a wasted parameter, unless rotary
+    positions rotate it differently at every key)."""
     attention, rng = make_attention(nn.MultiHeadAttention, 8, 2, 0)
     attention(tgl.tensor(rng.standard_normal((2, 5, 8))), causal=True).sum().backward()
     np.testing.assert_allclose(attention.k_proj.bias.grad, 0, atol=1e-12)

@@ -3,6 +3,7 @@ variant it is meant to catch (tests/broken_transformer.py, named after the bug).
 from functools import partial
 
 import pytest
+from hypothesis import Phase, settings
 
 from tinygrad_llm import nn
 
@@ -27,6 +28,18 @@ CASES = [
      [broken.GPTNewTokensAtPositionZero, broken.GPTNewTokensAtLastCachedPosition])
     for positions in gpt_checks.POSITIONS
 ]
+
+
+@pytest.fixture(autouse=True)
+def no_shrinking():
+    """A broken variant fails on nearly every example. Shrinking the failure to a minimal one would cost
+    minutes of GPT forward passes, and the proof needs only that it fails."""
+    previous = settings.get_current_profile_name()
+    settings.register_profile("broken-no-shrink", parent=settings.get_profile(previous),
+                              phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    settings.load_profile("broken-no-shrink")
+    yield
+    settings.load_profile(previous)
 
 
 def _name(check):

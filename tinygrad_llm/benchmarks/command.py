@@ -1,4 +1,4 @@
-"""The `bench` sub-command: `bench kernels` and `bench train` (see kernels.py and train.py).
+"""The `bench` sub-command: `bench kernels`, `bench train` and `bench quality` (kernels.py, train.py, quality.py).
 
 `register(subparsers)` adds it to the program's argparse sub-commands; each action sets `args.func`.
 Benchmarks print ratios measured in one run; on a shared machine single timings swing ~30%, so read the
@@ -29,12 +29,32 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     train = actions.add_parser(
         "train", help="end-to-end training tokens/s: reference vs numba kernels vs PyTorch",
-        description="Train the character MLP language model for a fixed number of steps after warm-up with each "
-        "kernel set (and the same model in PyTorch when installed) and report tokens per second.")
+        description="Train the character MLP language model and the GPT (nanoGPT's CPU configuration) for a fixed "
+        "number of steps after warm-up with each kernel set (and the same models in PyTorch when installed) and "
+        "report tokens per second.")
     _size_flags(train)
-    train.add_argument("--steps", type=int, default=None, help="timed steps per window (default: 300, --fast 50)")
+    train.add_argument("--steps", type=int, default=None, help="timed steps per window (default: 100, --fast 20)")
+    train.add_argument("--models", nargs="+", default=["char_mlp", "gpt"], choices=["char_mlp", "gpt"],
+                       help="models to time (default: both)")
     train.add_argument("--out", default="bench_train.json", help="JSON report (default: %(default)s)")
     train.set_defaults(func=_run_train)
+
+    quality = actions.add_parser(
+        "quality", help="nanoGPT's CPU configuration: val loss and tokens/s here vs the PyTorch twin",
+        description="Train the GPT in nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12, "
+        "2000 steps, lr 1e-3 warmup 100 cosine to 1e-4, AdamW (0.9, 0.99), wd 0.1, clip 1) and, when torch is "
+        "installed, its PyTorch twin from the same initial weights on the same batches; report both val losses "
+        "and training tokens/s.")
+    quality.add_argument("--corpus", default="embedded",
+                         help="'embedded', 'shakespeare' (downloaded once) or a path, e.g. ../shared/data/tinyshakespeare.txt")
+    quality.add_argument("--steps", type=int, default=2000, help="training steps (default: %(default)s)")
+    quality.add_argument("--eval-every", type=int, default=250, help="evaluate every N steps (default: %(default)s)")
+    quality.add_argument("--final-eval-batches", type=int, default=200,
+                         help="validation windows for the final val loss (default: %(default)s)")
+    quality.add_argument("--max-chars", type=int, default=0, help="use only the first N characters (0: all)")
+    quality.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin even if installed")
+    quality.add_argument("--out", default="bench_quality.json", help="JSON report (default: %(default)s)")
+    quality.set_defaults(func=_run_quality)
     return parser
 
 
@@ -68,5 +88,14 @@ def _run_train(args) -> int:
     from .train import run_train_benchmark
 
     run_train_benchmark(_mode(args), steps=args.steps, repeats=args.repeats, out=args.out, sets=tuple(args.sets),
-                        use_torch=not args.no_torch, threads=args.threads)
+                        use_torch=not args.no_torch, models=tuple(args.models), threads=args.threads)
+    return 0
+
+
+def _run_quality(args) -> int:
+    from .quality import run_quality_benchmark
+
+    run_quality_benchmark(args.corpus, steps=args.steps, eval_every=args.eval_every,
+                          final_eval_batches=args.final_eval_batches, use_torch=not args.no_torch, out=args.out,
+                          max_chars=args.max_chars)
     return 0

@@ -1,8 +1,8 @@
 """Multi-head self-attention (CURRICULUM Q10-Q11): every position reads a weighted mix of the positions it may see.
 
-    x (B, T, d) --W_q, W_k, W_v--> q, k, v (B, T, d) each --split heads--> (B, H, T, D)        D = d / H
-    per head:   softmax(q k^T / sqrt(D) + mask) v                                        (B, H, T, D)
-    merge heads (B, T, d) --W_o--> output (B, T, d)
+    x (B, T, d) --W_q, W_k, W_v--> q, k, v (B, T, d) --split heads--> (B, H, T, D)     D = d / H
+    every head at once:  softmax(q k^T / sqrt(D) + mask) v                 (B, H, T, D)
+    merge heads -> (B, T, d) --W_o--> output (B, T, d)
 
 Each head attends in its own D-dimensional subspace, so one head can track the previous token while
 another tracks the subject of the sentence; W_o mixes what the heads found. The cost is that of one
@@ -44,6 +44,10 @@ class MultiHeadAttention(Module):
     split costs more than it saves (its backward scatters each third into a zero (B, T, 3d) array, measured
     ~2x slower for d = 128), so the projections stay separate. Fused weights load with
     W_q, W_k, W_v = W_qkv[:d], W_qkv[d:2d], W_qkv[2d:].
+
+    k_proj's bias is kept for parity with GPT-2, but without rotary positions it can never learn: it adds
+    q . b_k to every score of a query alike, a shift softmax ignores, so its gradient is exactly 0. (RoPE
+    rotates the bias differently at every key position, and then it does matter.)
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
