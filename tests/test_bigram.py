@@ -33,8 +33,8 @@ def unigram_nll(train_ids, test_ids, vocab_size) -> float:
 
 def text_ids(chars=4000):
     text = tgl.data.load_text()[:chars]
-    vocab = tgl.data.CharVocabulary(text)
-    return vocab.encode(text)[None], vocab.size
+    vocab = tgl.data.CharTokenizer.train(text)
+    return vocab.encode(text)[None], vocab.vocab_size
 
 
 def test_count_table_by_hand():

@@ -1,11 +1,9 @@
 """The offline corpus, the character vocabulary, next-token batches and checkpoints."""
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from tinygrad_llm.checkpoint import load_checkpoint, save_checkpoint
-from tinygrad_llm.data import CharVocabulary, all_next_token_examples, embedded_text, load_text, next_token_batch, train_val_split
+from tinygrad_llm.data import embedded_text, load_text, train_val_split
 
 pytestmark = pytest.mark.lm
 
@@ -25,19 +23,6 @@ def test_split_is_contiguous_and_complete():
     assert abs(len(val) - 0.1 * len(text)) <= 1
 
 
-@given(st.text(min_size=1))
-def test_char_vocabulary_round_trips_any_text(text):
-    vocab = CharVocabulary(text)
-    ids = vocab.encode(text)
-    assert vocab.decode(ids) == text
-    assert ids.min() >= 0 and ids.max() < vocab.size
-
-
-def test_unknown_character_error_names_it():
-    with pytest.raises(ValueError, match=r"\['z'\]"):
-        CharVocabulary("abc").encode("abz")
-
-
 def test_load_text_from_file_and_folder(tmp_path):
     (tmp_path / "a.txt").write_text("hello ", encoding="utf-8")
     (tmp_path / "b.txt").write_text("world", encoding="utf-8")
@@ -45,25 +30,6 @@ def test_load_text_from_file_and_folder(tmp_path):
     assert load_text(str(tmp_path)) == "hello \n\nworld"
     with pytest.raises(FileNotFoundError, match="neither"):
         load_text(str(tmp_path / "missing.txt"))
-
-
-@given(st.integers(1, 8), st.integers(1, 16), st.integers(0, 2**32 - 1))
-def test_next_token_batches_pair_each_context_with_the_following_token(block, batch, seed):
-    ids = np.arange(100)
-    contexts, targets = next_token_batch(ids, block, batch, np.random.default_rng(seed))
-    assert contexts.shape == (batch, block) and targets.shape == (batch,)
-    np.testing.assert_array_equal(contexts[:, -1] + 1, targets)
-    again, _ = next_token_batch(ids, block, batch, np.random.default_rng(seed))
-    np.testing.assert_array_equal(contexts, again)
-
-
-def test_all_examples_cover_every_position_once():
-    ids = np.arange(10)
-    contexts, targets = all_next_token_examples(ids, 3)
-    np.testing.assert_array_equal(targets, np.arange(3, 10))
-    np.testing.assert_array_equal(contexts[0], [0, 1, 2])
-    with pytest.raises(ValueError, match="too short"):
-        all_next_token_examples(ids, 10)
 
 
 def test_checkpoint_round_trip_without_pickle(tmp_path):

@@ -146,7 +146,7 @@ def test_char_mlp_lm_starts_at_ln_v_and_beats_it(char_lm):
 
 
 def test_char_mlp_lm_samples_have_the_requested_length(char_lm):
-    block = char_lm["config"]["block_size"]
+    block = char_lm["config"]["mlp_window"]
     assert set(char_lm["samples"]) == {0.5, 1.0}
     for text in char_lm["samples"].values():
         assert len(text) == block + 200

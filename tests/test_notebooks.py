@@ -2,7 +2,6 @@
 
 The committed notebooks keep their full-size outputs; this executes a copy in memory and writes nothing.
 """
-import os
 from pathlib import Path
 
 import pytest

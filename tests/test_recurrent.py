@@ -399,10 +399,10 @@ def test_unknown_cell_is_a_clear_error():
 def test_a_tiny_lstm_learns_a_repetitive_text():
     """M21: a model is defined, trained and evaluated. A few hundred Adam steps take the loss far below ln V."""
     text = "the cat sat on the mat. " * 12
-    vocab = tgl.data.CharVocabulary(text)
+    vocab = tgl.data.CharTokenizer.train(text)
     ids = vocab.encode(text)
     tgl.manual_seed(0)
-    model = nn.RecurrentLanguageModel(vocab.size, cell="lstm", embed_dim=16, hidden_dim=32)
+    model = nn.RecurrentLanguageModel(vocab.vocab_size, cell="lstm", embed_dim=16, hidden_dim=32)
     optimizer = tgl.optim.Adam(model.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
     for _ in range(150):
@@ -414,4 +414,4 @@ def test_a_tiny_lstm_learns_a_repetitive_text():
         optimizer.step()
     with tgl.no_grad():
         final = F.cross_entropy(model(ids[None, :-1]), ids[None, 1:]).item()
-    assert final < 0.15 * math.log(vocab.size), f"loss {final:.3f} vs ln V = {math.log(vocab.size):.3f}"
+    assert final < 0.15 * math.log(vocab.vocab_size), f"loss {final:.3f} vs ln V = {math.log(vocab.vocab_size):.3f}"

@@ -1,15 +1,17 @@
 """Text data: corpora, tokenizers (character, byte-level BPE), padded batches and next-token windows."""
 from .byte_bpe_tokenizer import ByteBPETokenizer
 from .char_tokenizer import CharTokenizer
-from .char_vocabulary import CharVocabulary
 from .corpus import embedded_text, load_text, multilingual_sample, train_val_split
 from .padding import PaddedBatch, lm_inputs_and_targets, pad_batch
 from .shakespeare import tiny_shakespeare_path
 from .tokenizer import Tokenizer
-from .windows import all_next_token_examples, evaluation_windows, next_token_batch, random_windows
+from .deduplication import MinHash, exact_deduplicate, jaccard, lsh_candidate_pairs, near_duplicate_pairs, shingles
+from .normalization import postprocess_generation
+from .windows import evaluation_windows, random_windows
 
 __all__ = [
-    "CharVocabulary", "embedded_text", "load_text", "train_val_split", "next_token_batch", "all_next_token_examples",
+    "embedded_text", "load_text", "train_val_split",
     "Tokenizer", "CharTokenizer", "ByteBPETokenizer", "pad_batch", "PaddedBatch", "lm_inputs_and_targets",
-    "random_windows", "evaluation_windows", "tiny_shakespeare_path", "multilingual_sample",
+    "random_windows", "evaluation_windows", "tiny_shakespeare_path", "multilingual_sample", "exact_deduplicate",
+    "shingles", "jaccard", "MinHash", "lsh_candidate_pairs", "near_duplicate_pairs", "postprocess_generation",
 ]

@@ -266,56 +266,46 @@ def softmax_overflow_gaps(max_gap: int = 10_000) -> dict:
 
 
 def char_mlp_language_model(fast: bool = True, seed: int = 0, temperatures=(0.5, 1.0), sample_length: int = 200) -> dict:
-    """The character MLP LM (Bengio et al. 2003) trained with train_char_lm on the embedded corpus.
+    """The character MLP LM (Bengio et al. 2003) trained with the shared loop on the embedded corpus.
 
     Reports the loss at initialisation (should be ~ln V), train/val loss after training, the uniform
     baseline ln V, the loss curve and samples at a few temperatures.
     """
-    from ..char_lm_training import CharLMConfig, evaluate_loss, train_char_lm
-    from ..data import load_text, train_val_split
-    from ..data.char_vocabulary import CharVocabulary
-    from ..nn import MLPLanguageModel
+    from ..generation import generate
+    from ..training import TrainConfig, build_model, estimate_loss, prepare_text_data, train_language_model
 
-    if fast:
-        config = CharLMConfig(max_chars=20_000, steps=300, eval_every=100, warmup_steps=30, seed=seed)
-    else:
-        config = CharLMConfig(steps=3000, eval_every=250, seed=seed)
-
-    # The untrained model train_char_lm starts from: same seed, same construction order.
+    config = TrainConfig(model="mlp", mlp_window=8, embed_dim=24, hidden_dim=256, context_size=32, batch_size=16,
+                         lr=3e-3, min_lr=3e-4, weight_decay=0.01, seed=seed,
+                         **(dict(max_chars=20_000, steps=300, eval_every=100, warmup_steps=30, eval_batches=10)
+                            if fast else dict(steps=3000, eval_every=250, eval_batches=40)))
+    # The untrained model the loop starts from: same seed, same construction order.
+    data = prepare_text_data(config)
     manual_seed(config.seed)
-    text = load_text(config.corpus)
-    text = text[: config.max_chars] if config.max_chars else text
-    train_text, val_text = train_val_split(text)
-    vocab = CharVocabulary(text)
-    untrained = MLPLanguageModel(vocab.size, config.block_size, config.embed_dim, config.hidden_dim)
-    train_ids, val_ids = vocab.encode(train_text), vocab.encode(val_text)
-    initial_train = evaluate_loss(untrained, train_ids, config.block_size, max_examples=len(val_ids))
-    initial_val = evaluate_loss(untrained, val_ids, config.block_size)
+    untrained = build_model(config, data.tokenizer.vocab_size)
+    initial_train = estimate_loss(untrained, data.train_ids, config, np.random.default_rng([seed, 2, 0]))
+    initial_val = estimate_loss(untrained, data.val_ids, config, np.random.default_rng([seed, 3, 0]))
 
-    run = train_char_lm(config, progress=False)
-    model = run["model"]
-    prompt = val_text[: config.block_size]
-    samples = {}
-    for temperature in temperatures:
-        manual_seed(seed + 1)
-        ids = model.generate(vocab.encode(prompt), sample_length, temperature=temperature)
-        samples[temperature] = prompt + vocab.decode(ids)
+    run = train_language_model(config, progress=False)
+    prompt = run.val_ids[:config.mlp_window]
+    samples = {temperature: run.tokenizer.decode(generate(run.model, prompt, sample_length, temperature=temperature,
+                                                          seed=seed + 1))
+               for temperature in temperatures}
     history = [{"step": 0, "train_loss": initial_train, "val_loss": initial_val}] + [
-        {"step": r["step"], "train_loss": r["train_loss"], "val_loss": r["val_loss"]} for r in run["history"]
+        {"step": r["step"], "train_loss": r["train_loss"], "val_loss": r["val_loss"]} for r in run.history
     ]
     return {
-        "corpus_chars": len(text),
-        "vocab_size": vocab.size,
-        "uniform_loss": run["uniform_loss"],
+        "corpus_chars": len(data.train_ids) + len(data.val_ids),
+        "vocab_size": run.tokenizer.vocab_size,
+        "uniform_loss": math.log(run.tokenizer.vocab_size),
         "initial_train_loss": initial_train,
         "initial_val_loss": initial_val,
-        "train_loss": run["train_loss"],
-        "val_loss": run["val_loss"],
-        "val_perplexity": math.exp(run["val_loss"]),
+        "train_loss": run.final["train_loss"],
+        "val_loss": run.final["val_loss"],
+        "val_perplexity": math.exp(run.final["val_loss"]),
         "steps": config.steps,
-        "parameters": model.num_parameters(),
+        "parameters": run.model.num_parameters(),
         "history": history,
         "samples": samples,
-        "seconds": run["seconds"],
+        "seconds": run.seconds,
         "config": dict(vars(config)),
     }

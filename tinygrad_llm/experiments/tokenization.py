@@ -29,9 +29,8 @@ import re
 
 import numpy as np
 
-from .. import optim
 from ..autograd import no_grad
-from ..data import ByteBPETokenizer, CharTokenizer, load_text, multilingual_sample, pad_batch, random_windows
+from ..data import ByteBPETokenizer, CharTokenizer, load_text, multilingual_sample, pad_batch
 from ..data.deduplication import MinHash, exact_deduplicate, jaccard, lsh_candidate_pairs, shingles
 from ..data.normalization import NOT_WORD_OR_SPACE, classic_nlp_normalise
 from ..generation import generate
@@ -39,7 +38,7 @@ from ..nn import GPT
 from ..nn import functional as F
 from ..random import manual_seed
 from ..tensor import Tensor
-from ..training import TrainConfig, build_model, build_optimizer, estimate_loss
+from ..training import TextData, TrainConfig, train_language_model
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 IGNORE_INDEX = -100
@@ -94,29 +93,10 @@ def punctuation_share(text: str) -> float:
     return len(NOT_WORD_OR_SPACE.findall(text)) / max(1, len(text))
 
 
-def train_on_ids(config: TrainConfig, vocab_size: int, train_ids: np.ndarray, val_ids: np.ndarray):
-    """(model, {"train_loss", "val_loss"}) after config.steps steps of the shared loop's recipe on given ids.
-
-    The same steps as tinygrad_llm.training.train_language_model (AdamW on matrices, warmup + cosine,
-    global-norm clipping, one seed for init and batch order), for experiments that build their own split
-    and tokenizer instead of naming a corpus. Losses are estimated at the end with estimate_loss.
-    """
-    manual_seed(config.seed)
-    model = build_model(config, vocab_size)
-    optimizer, scheduler = build_optimizer(model, config)
-    data_rng = np.random.default_rng([config.seed, 1])
-    parameters = model.parameters()
-    model.train()
-    for _ in range(config.steps):
-        optimizer.zero_grad()
-        inputs, targets = random_windows(train_ids, config.context_size, config.batch_size, data_rng)
-        F.cross_entropy(model(inputs), targets).backward()
-        optim.clip_grad_norm_(parameters, config.clip_norm)
-        optimizer.step()
-        scheduler.step()
-    losses = {"train_loss": estimate_loss(model, train_ids, config, np.random.default_rng([config.seed, 2])),
-              "val_loss": estimate_loss(model, val_ids, config, np.random.default_rng([config.seed, 3]))}
-    return model, losses
+def train_on_ids(config: TrainConfig, tokenizer, train_ids: np.ndarray, val_ids: np.ndarray):
+    """(model, {"train_loss", "val_loss"}) after the shared training loop on ids this experiment prepared itself."""
+    run = train_language_model(config, progress=False, data=TextData(tokenizer, train_ids, val_ids))
+    return run.model, {"train_loss": run.final["train_loss"], "val_loss": run.final["val_loss"]}
 
 
 def char_lm_config(fast: bool, seed: int) -> TrainConfig:
@@ -219,7 +199,7 @@ def normalisation_effect(fast: bool = True, seed: int = 0) -> dict:
         tokenizer = CharTokenizer.train(text)
         ids = tokenizer.encode(text)
         cut = int(0.9 * len(ids))
-        model, losses = train_on_ids(config, tokenizer.vocab_size, ids[:cut], ids[cut:])
+        model, losses = train_on_ids(config, tokenizer, ids[:cut], ids[cut:])
         prompt = tokenizer.encode("\n")
         samples = [tokenizer.decode(generate(model, prompt, 300 if fast else 600, temperature=1.0, seed=seed + i)[1:])
                    for i in range(3)]
@@ -370,7 +350,7 @@ def duplication_effect(fast: bool = True, seed: int = 0) -> dict:
               "tokens_seen": config.steps * config.tokens_per_step, "runs": {}}
     for name, corpus in (("duplicated", duplicated), ("deduplicated", deduplicated)):
         train_ids = tokenizer.encode("\n" + "\n".join(corpus) + "\n")
-        model, losses = train_on_ids(config, tokenizer.vocab_size, train_ids, val_ids)
+        model, losses = train_on_ids(config, tokenizer, train_ids, val_ids)
         result["runs"][name] = {
             **losses, "gap": losses["val_loss"] - losses["train_loss"], "val_ppl": math.exp(losses["val_loss"]),
             "train_chars": len(train_ids), "epochs": result["tokens_seen"] / len(train_ids),

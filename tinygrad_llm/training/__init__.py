@@ -4,10 +4,10 @@ from .config import MODEL_KINDS, TOKENIZER_KINDS, TrainConfig
 from .loop import TrainingRun, build_optimizer, estimate_loss, train_language_model
 from .model_factory import build_model, rebuild_model
 from .run_log import plot_loss_curve, write_logs
-from .text_data import prepare_text_data
+from .text_data import TextData, prepare_text_data
 
 __all__ = [
     "TrainConfig", "MODEL_KINDS", "TOKENIZER_KINDS", "TrainingRun", "train_language_model", "build_optimizer",
     "estimate_loss", "build_model", "rebuild_model", "load_trained_model", "plot_loss_curve", "write_logs",
-    "prepare_text_data",
+    "prepare_text_data", "TextData",
 ]

@@ -29,7 +29,7 @@ from .checkpoints import (TrainingState, check_same_run, read_training_checkpoin
 from .config import TrainConfig
 from .model_factory import build_model
 from .run_log import write_logs
-from .text_data import prepare_text_data
+from .text_data import TextData, prepare_text_data
 
 
 @dataclass
@@ -81,16 +81,19 @@ def estimate_loss(model, ids: np.ndarray, config: TrainConfig, rng: np.random.Ge
 
 
 def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, stop_after_step: int | None = None,
-                         progress: bool = True, print_fn=print) -> TrainingRun:
+                         progress: bool = True, print_fn=print, data: TextData | None = None) -> TrainingRun:
     """Train (or resume) a run; with out_dir, write checkpoint.npz, history.csv/.json and loss_curve.png there.
 
     stop_after_step ends this call early, as an interruption would (the schedule still spans config.steps).
+    data: token ids and tokenizer prepared by the caller (an experiment with its own text or split); by
+    default the config's corpus and tokenizer settings make them.
     """
     saved = read_training_checkpoint(resume_from) if resume_from is not None else None
     if saved is not None:
         check_same_run(config, saved[1], resume_from)
     manual_seed(config.seed)
-    data = prepare_text_data(config, Tokenizer.from_dict(saved[1]["tokenizer"]) if saved else None)
+    if data is None:
+        data = prepare_text_data(config, Tokenizer.from_dict(saved[1]["tokenizer"]) if saved else None)
     model = build_model(config, data.tokenizer.vocab_size)
     optimizer, scheduler = build_optimizer(model, config)
     data_rng = np.random.default_rng([config.seed, 1])
