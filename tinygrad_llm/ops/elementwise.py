@@ -88,8 +88,8 @@ class GELU(Function):
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
-            self.inner = math.sqrt(2 / math.pi) * (a + 0.044715 * a**3)
-            self.tanh_inner = np.tanh(self.inner)
+            # a * a * a, not a**3: NumPy's power with a float exponent is ~20x slower than two multiplies
+            self.tanh_inner = np.tanh(math.sqrt(2 / math.pi) * a * (1 + 0.044715 * (a * a)))
             return (0.5 * a * (1 + self.tanh_inner)).astype(a.dtype, copy=False)
         if approximate != "none":
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -99,8 +99,9 @@ class GELU(Function):
     def backward(self, g):
         a = self.a
         if self.approximate == "tanh":
-            d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * a * a)
-            return g * (0.5 * (1 + self.tanh_inner) + 0.5 * a * (1 - self.tanh_inner**2) * d_inner)
+            t = self.tanh_inner
+            d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * (a * a))
+            return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
         pdf = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
         return g * (self.cdf + a * pdf)
 
