@@ -60,7 +60,7 @@ class Function:
         fn = cls()
         out_data = fn.forward(*(t.data for t in tensors), **options)
         requires_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
-        out = Tensor(out_data, requires_grad=requires_grad)
+        out = Tensor._from_op(out_data, requires_grad)
         if requires_grad:
             fn.parents = tensors
             out._ctx = fn

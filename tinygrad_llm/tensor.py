@@ -31,8 +31,8 @@ def _to_array(data, dtype=None) -> np.ndarray:
 class Tensor:
     __array_priority__ = 1000  # so `ndarray + Tensor` calls Tensor.__radd__ instead of NumPy broadcasting over it
 
-    def __init__(self, data, dtype=None, requires_grad: bool = False):
-        self.data = _to_array(data, dtype)
+    def __init__(self, data, dtype=None, requires_grad: bool = False, _owned: bool = False):
+        self.data = data if _owned else _to_array(data, dtype)
         if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self.data.dtype}; "
@@ -42,6 +42,14 @@ class Tensor:
         self.grad: np.ndarray | None = None
         self._ctx: autograd.Function | None = None
         self._retains_grad = False
+
+    @classmethod
+    def _from_op(cls, data, requires_grad: bool) -> "Tensor":
+        """An op's result. A fresh array that owns its memory is kept as is (copying ~200 outputs per
+        training step cost real time); a view of another array, or a NumPy scalar, becomes its own array,
+        so updating a parameter in place never changes a result computed from it."""
+        owns_memory = isinstance(data, np.ndarray) and data.base is None
+        return cls(data if owns_memory else np.array(data), requires_grad=requires_grad, _owned=True)
 
     # ---------------------------------------------------------------- basics
     shape = property(lambda self: self.data.shape)

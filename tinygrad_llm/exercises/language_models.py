@@ -182,7 +182,8 @@ def lstm_inputs(draw, gates: str | None = None) -> dict:
     drawn = {"x": draw(float_arrays((batch, inputs), -2.0, 2.0)), "h": draw(float_arrays((batch, hidden), -1.0, 1.0)),
              "c": draw(float_arrays((batch, hidden), -3.0, 3.0)),
              "W_ih": draw(float_arrays((4 * hidden, inputs), -1.0, 1.0)),
-             "W_hh": draw(float_arrays((4 * hidden, hidden), -1.0, 1.0)), "b": draw(float_arrays((4 * hidden,), -1.0, 1.0))}
+             "W_hh": draw(float_arrays((4 * hidden, hidden), -1.0, 1.0)),
+             "b": draw(float_arrays((4 * hidden,), -1.0, 1.0))}
     if gates is not None:
         for weights in (drawn["W_ih"], drawn["W_hh"]):
             weights[:2 * hidden] = 0.0  # the i and f rows: the gates depend on their biases only
@@ -214,7 +215,8 @@ def bptt_inputs(draw) -> dict:
     """T = 1..4 steps, I and H from 1 to 3, weights small enough that tanh is not saturated."""
     steps, inputs, hidden = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
     return {"xs": draw(float_arrays((steps, inputs), -1.0, 1.0)), "h0": draw(float_arrays((hidden,), -1.0, 1.0)),
-            "W_ih": draw(float_arrays((hidden, inputs), -1.0, 1.0)), "W_hh": draw(float_arrays((hidden, hidden), -1.0, 1.0)),
+            "W_ih": draw(float_arrays((hidden, inputs), -1.0, 1.0)),
+            "W_hh": draw(float_arrays((hidden, hidden), -1.0, 1.0)),
             "b": draw(float_arrays((hidden,), -0.5, 0.5)), "w_out": draw(float_arrays((hidden,), -1.0, 1.0)),
             "y": draw(finite_floats(-1.0, 1.0))}
 

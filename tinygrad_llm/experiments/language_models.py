@@ -39,11 +39,12 @@ from ..training import TrainConfig, build_model, build_optimizer, estimate_loss,
 
 # ================================================================================================ Q08: the ladder
 TRAINED_MODELS = {"bigram": "bigram", "MLP": "mlp", "RNN": "rnn", "GRU": "gru", "LSTM": "lstm", "GPT": "gpt"}
-LADDER = ("unigram", "count bigram", *TRAINED_MODELS)
 SAMPLING = {"tau = 0 (greedy)": {"temperature": 0.0}, "tau = 0.8": {"temperature": 0.8},
             "tau = 1.2": {"temperature": 1.2}, "top-k 5": {"temperature": 1.0, "top_k": 5}}
 PROMPT = "The "
 COUNT_SMOOTHING = (1e-3, 1e-2, 0.1, 1.0, 10.0)
+# The best of COUNT_SMOOTHING on this corpus at both sizes; Laplace's k = 1 over-smooths the rare rows.
+COUNT_BIGRAM_ADD_K = 0.1
 
 # What differs between models: the bigram table has one free logit per (token, next token) pair, each
 # updated only when its pair occurs, so it needs a far larger step and no weight decay (which would pull
@@ -106,7 +107,7 @@ def model_ladder(fast: bool = True, seed: int = 0) -> dict:
     result = {"fast": fast, "vocab_size": vocab, "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
               "steps": base.steps, "batch_size": base.batch_size, "context_size": block,
               "tokens_per_step": base.tokens_per_step, "prompt": PROMPT, "results": {}, "models": {},
-              "tokenizer": data.tokenizer, "val_ids": data.val_ids}
+              "tokenizer": data.tokenizer}
 
     def record(name, model, **extra):
         scores = evaluate_language_model(model, data.val_ids, block_size=block)
@@ -115,9 +116,8 @@ def model_ladder(fast: bool = True, seed: int = 0) -> dict:
                                    "parameters": model.num_parameters(), **extra,
                                    **sample_texts(model, data.tokenizer, seed=seed)}
 
-    record("unigram", unigram_model(data.train_ids, vocab), parameters_kind="counted")
-    record("count bigram", nn.BigramLanguageModel.from_counts(data.train_ids, vocab, add_k=0.1),
-           parameters_kind="counted")
+    record("unigram", unigram_model(data.train_ids, vocab))
+    record("count bigram", nn.BigramLanguageModel.from_counts(data.train_ids, vocab, add_k=COUNT_BIGRAM_ADD_K))
     result["count_bigram_smoothing"] = {
         k: evaluate_language_model(nn.BigramLanguageModel.from_counts(data.train_ids, vocab, add_k=k), data.val_ids,
                                    block)["perplexity"] for k in COUNT_SMOOTHING}
@@ -127,10 +127,9 @@ def model_ladder(fast: bool = True, seed: int = 0) -> dict:
         untrained = build_model(config, vocab)
         initial = estimate_loss(untrained, data.val_ids, config, np.random.default_rng([config.seed, 3, 0]))
         run = train_language_model(config, progress=False)
-        curve = [{"step": 0, "val_loss": initial}] + [{"step": r["step"], "val_loss": r["val_loss"]} for r in run.history]
-        record(name, run.model, parameters_kind="trained", tokens_per_s=run.tokens_per_s, train_seconds=run.seconds,
-               initial_loss=initial,
-               curve_steps=[r["step"] for r in curve], curve_perplexity=[math.exp(r["val_loss"]) for r in curve],
+        record(name, run.model, tokens_per_s=run.tokens_per_s, train_seconds=run.seconds, initial_loss=initial,
+               curve_steps=[0] + [row["step"] for row in run.history],
+               curve_perplexity=[math.exp(loss) for loss in [initial] + [row["val_loss"] for row in run.history]],
                embedding_change=_embedding_change(untrained, run.model))
     return result
 
@@ -143,17 +142,18 @@ def _embedding_change(untrained, trained) -> float | None:
     return float(np.linalg.norm(after - before) / np.linalg.norm(before))
 
 
-def nearest_tokens(model, tokenizer, queries: str, k: int = 5) -> dict:
-    """M17: the k tokens whose learned input embeddings are closest (cosine) to each query character."""
-    table = model.token_embedding.weight.data[:tokenizer.vocab_size].astype(np.float64)
+def nearest_tokens(model, tokenizer, queries: str, candidates: str, k: int = 5) -> dict:
+    """M17: for each query character, the k characters of `candidates` whose learned input embeddings are
+    closest to its own (cosine similarity)."""
+    candidate_ids = tokenizer.encode(candidates)
+    table = model.token_embedding.weight.data.astype(np.float64)
     unit = table / np.linalg.norm(table, axis=1, keepdims=True)
     neighbours = {}
     for char in queries:
         query = int(tokenizer.encode(char)[0])
-        similarity = unit @ unit[query]
-        similarity[query] = -np.inf
-        order = np.argsort(-similarity)[:k]
-        neighbours[char] = [(tokenizer.decode(np.array([i])), float(similarity[i])) for i in order]
+        similarity = unit[candidate_ids] @ unit[query]
+        order = [i for i in np.argsort(-similarity) if candidate_ids[i] != query][:k]
+        neighbours[char] = [(candidates[i], float(similarity[i])) for i in order]
     return neighbours
 
 
@@ -173,7 +173,8 @@ def cross_sample_leak(model, ids: np.ndarray, sample: int = 0, seed: int = 0) ->
     layer that reads (B, T) as (T, B) mixes samples and leaks, M22)."""
     ids = np.asarray(ids)
     changed = ids.copy()
-    changed[sample] = (ids[sample] + np.random.default_rng(seed).integers(1, model.vocab_size, ids.shape[1])) % model.vocab_size
+    shift = np.random.default_rng(seed).integers(1, model.vocab_size, ids.shape[1])  # never 0: every token changes
+    changed[sample] = (ids[sample] + shift) % model.vocab_size
     others = [b for b in range(len(ids)) if b != sample]
     with no_grad():
         before, after = model(ids).data[others], model(changed).data[others]
@@ -314,7 +315,8 @@ class AddingRegressor(nn.Module):
 
 
 def _global_norm(parameters) -> float:
-    return float(math.sqrt(sum(float(np.sum(p.grad.astype(np.float64) ** 2)) for p in parameters if p.grad is not None)))
+    squares = [float(np.sum(p.grad.astype(np.float64) ** 2)) for p in parameters if p.grad is not None]
+    return math.sqrt(sum(squares))
 
 
 def exploding_gradients(fast: bool = True, seed: int = 0, threshold: float = 1.0) -> dict:
@@ -328,7 +330,8 @@ def exploding_gradients(fast: bool = True, seed: int = 0, threshold: float = 1.0
     steps_in_time, hidden, steps = (50, 32, 150) if fast else (100, 64, 300)
     lr, batch = 0.05, 32
     runs = {}
-    for label, radius, clip in (("radius 1.5, no clipping", 1.5, None), (f"radius 1.5, clipped at {threshold:g}", 1.5, threshold),
+    for label, radius, clip in (("radius 1.5, no clipping", 1.5, None),
+                                (f"radius 1.5, clipped at {threshold:g}", 1.5, threshold),
                                 ("radius 0.9, no clipping (control)", 0.9, None)):
         manual_seed(seed)
         model = AddingRegressor("rnn", hidden, radius=radius)
@@ -352,7 +355,8 @@ def exploding_gradients(fast: bool = True, seed: int = 0, threshold: float = 1.0
         finite = np.asarray([n for n in norms if math.isfinite(n)])
         over = np.flatnonzero(finite > 100 * threshold)
         runs[label] = {"radius": radius, "clip": clip, "grad_norm": norms, "loss": losses, "diverged_at": diverged_at,
-                       "max_grad_norm": float(finite.max()), "first_step_over_100x": int(over[0]) + 1 if over.size else None,
+                       "max_grad_norm": float(finite.max()),
+                       "first_step_over_100x": int(over[0]) + 1 if over.size else None,
                        "final_loss": float(np.mean(losses[-20:])), "finite": diverged_at is None}
     return {"T": steps_in_time, "hidden": hidden, "steps": steps, "lr": lr, "threshold": threshold,
             "baseline_mse": 1 / 6, "runs": runs}
@@ -379,7 +383,8 @@ def _gradients_with_and_without_clipping(run_forward, parameters, threshold: flo
     clipped_grads = [p.grad.copy() for p in parameters]
     scale = _global_norm(parameters) / total if total > threshold else 1.0
     clipped_curve = backward(scale)
-    difference = math.sqrt(sum(float(np.sum((p.grad.astype(np.float64) - g) ** 2)) for p, g in zip(parameters, clipped_grads)))
+    difference = math.sqrt(sum(float(np.sum((p.grad.astype(np.float64) - g) ** 2))
+                               for p, g in zip(parameters, clipped_grads)))
     same = difference <= 1e-5 * max(_global_norm(parameters), 1e-30)  # float32 rounding of two backward passes
     return {"curve": curve, "clipped_curve": clipped_curve, "total_norm": total, "clip_scale": scale,
             "ratio": curve[0] / curve[-1], "clipped_ratio": clipped_curve[0] / clipped_curve[-1],
@@ -508,6 +513,7 @@ def deep_mlp_gradients(fast: bool = True, seed: int = 0, threshold: float = 1.0,
             logits = model(X_val)
             val_loss = F.cross_entropy(logits, y_val).item()
         result["training"][kind] = {"loss": losses, "first_loss": losses[0], "final_loss": float(np.mean(losses[-20:])),
-                                    "val_loss": val_loss, "val_acc": float((logits.data.argmax(axis=1) == y_val).mean())}
+                                    "val_loss": val_loss,
+                                    "val_acc": float((logits.data.argmax(axis=1) == y_val).mean())}
     result["chance_loss"] = math.log(3)
     return result
