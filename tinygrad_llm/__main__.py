@@ -49,7 +49,8 @@ def _run_train(args) -> int:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     out_dir = args.out_dir or f"runs/{config.model}"
     print(f"Training: {config}")
-    run = train_language_model(config, out_dir=out_dir, resume_from=args.resume, progress=not args.no_progress)
+    run = train_language_model(config, out_dir=out_dir, resume_from=args.resume, progress=not args.no_progress,
+                               print_fn=print)
     held_out = evaluate_language_model(run.model, run.val_ids, config.context_size, batch_size=config.batch_size)
     uniform = math.log(run.tokenizer.vocab_size)
     print(f"\nDone in {run.seconds:.1f} s ({run.tokens_per_s:,.0f} training tokens/s). Last estimate: train loss "

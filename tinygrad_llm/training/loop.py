@@ -81,10 +81,11 @@ def estimate_loss(model, ids: np.ndarray, config: TrainConfig, rng: np.random.Ge
 
 
 def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, stop_after_step: int | None = None,
-                         progress: bool = True, print_fn=print, data: TextData | None = None) -> TrainingRun:
+                         progress: bool = True, print_fn=None, data: TextData | None = None) -> TrainingRun:
     """Train (or resume) a run; with out_dir, write checkpoint.npz, history.csv/.json and loss_curve.png there.
 
     stop_after_step ends this call early, as an interruption would (the schedule still spans config.steps).
+    Each evaluation prints a line under the progress bar, or through print_fn (e.g. print) without one.
     data: token ids and tokenizer prepared by the caller (an experiment with its own text or split); by
     default the config's corpus and tokenizer settings make them.
     """
@@ -108,6 +109,12 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
     parameters = model.parameters()
     stopped_early, logs, best_weights = False, {}, None
     start, tokens_this_call = time.perf_counter(), 0
+    def say(line: str) -> None:
+        if progress:
+            bar.write(line)
+        elif print_fn is not None:
+            print_fn(line)
+
     bar = tqdm(range(state.step + 1, last_step + 1), desc=f"train {config.model}", disable=not progress,
                mininterval=0.5, initial=state.step, total=config.steps)
     for step in bar:
@@ -138,9 +145,8 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
                 "elapsed_s": time.perf_counter() - start,
             }
             state.history.append(record)
-            if progress:
-                bar.write(f"step {step:5d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
-                          f"lr {record['lr']:.2e}  {tokens_per_s:,.0f} tok/s")
+            say(f"step {step:5d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
+                f"lr {record['lr']:.2e}  {tokens_per_s:,.0f} tok/s")
             if record["val_loss"] < state.best_val_loss:
                 state.best_val_loss, state.evals_without_improvement = record["val_loss"], 0
                 best_weights = model.state_dict() if config.early_stopping_patience else None
@@ -151,9 +157,9 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
                 restored = best_weights is not None  # None when the best evaluation came before a resume
                 if restored:
                     model.load_state_dict(best_weights)
-                print_fn(f"early stopping at step {step}: val loss has not improved for "
-                         f"{state.evals_without_improvement} evaluations (best {state.best_val_loss:.4f}"
-                         f"{', weights restored' if restored else ''})")
+                say(f"early stopping at step {step}: val loss has not improved for "
+                    f"{state.evals_without_improvement} evaluations (best {state.best_val_loss:.4f}"
+                    f"{', weights restored' if restored else ''})")
             if out_dir is not None:
                 save_training_checkpoint(checkpoint, config, model, optimizer, scheduler, data.tokenizer, state,
                                          data_rng)
