@@ -72,9 +72,9 @@ def _stream(model, tokenizer, prompt_ids, max_new_tokens, **sampling) -> None:
 
     print(tokenizer.decode(prompt_ids), end="", flush=True)
     decoder = tokenizer.stream_decoder()
-    generate(model, prompt_ids, max_new_tokens, on_token=lambda ids: print(decoder.push(int(ids[0])), end="", flush=True),
+    generate(model, prompt_ids, max_new_tokens, on_token=lambda token: print(decoder.push(token), end="", flush=True),
              **sampling)
-    print()
+    print(decoder.flush())
 
 
 def _add_sample(subparsers):
