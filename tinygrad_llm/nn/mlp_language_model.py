@@ -32,8 +32,9 @@ class MLPLanguageModel(LanguageModel):
         self.token_embedding = Embedding(vocab_size + 1, embed_dim)  # the extra row: before the text starts
         self.hidden = Linear(block_size * embed_dim, hidden_dim)
         self.output = Linear(hidden_dim, vocab_size)
-        # Small output weights make the first predictions nearly uniform: initial loss ~ ln(vocab_size).
+        # Small output weights and no output bias make the first predictions nearly uniform: loss ~ ln(vocab_size).
         self.output.weight.data *= 0.1
+        self.output.bias.data[...] = 0.0
 
     @property
     def config(self) -> dict:

@@ -42,8 +42,9 @@ class RecurrentLanguageModel(LanguageModel):
         self.token_embedding = Embedding(vocab_size, embed_dim)
         self.recurrent = RECURRENT_LAYERS[cell](embed_dim, hidden_dim, num_layers, batch_first=True, dropout=dropout)
         self.output = Linear(hidden_dim, vocab_size)
-        # Small output weights make the first predictions nearly uniform: initial loss ~ ln(vocab_size).
+        # Small output weights and no output bias make the first predictions nearly uniform: loss ~ ln(vocab_size).
         self.output.weight.data *= 0.1
+        self.output.bias.data[...] = 0.0
 
     @property
     def config(self) -> dict:
