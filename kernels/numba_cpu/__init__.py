@@ -16,6 +16,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from ..reference.matmul import matmul  # noqa: E402  (BLAS: see the note below)
 from .attention import attention_backward, attention_forward  # noqa: E402
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward  # noqa: E402
+from .gelu import gelu_backward, gelu_forward  # noqa: E402
 from .layer_norm import layer_norm_backward, layer_norm_forward  # noqa: E402
 from .softmax import softmax_backward, softmax_forward  # noqa: E402
 
@@ -23,9 +24,10 @@ from .softmax import softmax_backward, softmax_forward  # noqa: E402
 # in matmul.py is the teaching kernel (and `bench kernels` times it): measured on this project's 2-core
 # machines it reaches about 0.65-0.70x BLAS at n = 512-2048 but only 0.2-0.4x at n <= 256, and training
 # steps are mostly such small products (with it, the character MLP LM trained at 0.7x the reference
-# set's speed). What Numba wins is fusion: softmax, cross-entropy, layer norm and attention above.
+# set's speed). What Numba wins is fusion: softmax, cross-entropy, layer norm, attention and GELU above.
 
 __all__ = [
     "matmul", "softmax_forward", "softmax_backward", "cross_entropy_forward", "cross_entropy_backward",
-    "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward",
+    "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward", "gelu_forward",
+    "gelu_backward",
 ]

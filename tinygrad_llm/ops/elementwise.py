@@ -3,14 +3,10 @@
 The derivative of most of these is cheapest written in terms of the *output* (exp' = exp,
 tanh' = 1 - tanh^2, sigmoid' = s(1 - s)), which is why their forward saves the output.
 """
-import math
-
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
-
-_erf = np.vectorize(math.erf, otypes=[np.float64])
-
 
 class Exp(Function):
     def forward(self, a):
@@ -82,28 +78,16 @@ class ReLU(Function):
 class GELU(Function):
     """x * Phi(x), Phi the standard normal CDF. `approximate="tanh"` is GPT-2's cheaper curve.
 
-    The derivative is Phi(x) + x * phi(x) (phi the normal density): not ReLU's step function.
+    The derivative is Phi(x) + x * phi(x) (phi the normal density): not ReLU's step function. Both
+    directions run in the active kernel set (kernels/reference/gelu.py has the formulas).
     """
 
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
-        if approximate == "tanh":
-            # a * a * a, not a**3: NumPy's power with a float exponent is ~20x slower than two multiplies
-            self.tanh_inner = np.tanh(math.sqrt(2 / math.pi) * a * (1 + 0.044715 * (a * a)))
-            return (0.5 * a * (1 + self.tanh_inner)).astype(a.dtype, copy=False)
-        if approximate != "none":
-            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.cdf = (0.5 * (1 + _erf(a / math.sqrt(2)))).astype(a.dtype, copy=False)
-        return a * self.cdf
+        return kernels.active().gelu_forward(a, approximate)
 
     def backward(self, g):
-        a = self.a
-        if self.approximate == "tanh":
-            t = self.tanh_inner
-            d_inner = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * (a * a))
-            return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
-        pdf = np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
-        return g * (self.cdf + a * pdf)
+        return kernels.active().gelu_backward(self.a, g, self.approximate)
 
 
 class Clamp(Function):
