@@ -13,7 +13,8 @@ Decoding (Q19). `sampling_comparison` continues the same validation prompts with
 and top-p decoding, and scores each setting on diversity (distinct-n of the generated tokens) and quality
 (their mean NLL under the model itself). `sampling_matches_softmax` is the chi-square test that sampling with
 nothing filtered (k = V, p = 1) draws tokens with the softmax's probabilities, on the trained model's logits.
-Beam search is the subject of a later chapter and is left out here.
+Beam search is the subject of a later chapter and is left out here. M20 (a prompt's argmax is not a
+continuation) reuses chapter 5's `argmax_vs_loop` on this chapter's model.
 
 Speed (Q21, M38, M39). `attention_scaling` times attention against T (log-log slope about 2).
 `kv_cache_speedup` generates with and without the KV cache: per-token latency grows with the position
@@ -68,7 +69,7 @@ def model_config(fast: bool = True, seed: int = 0) -> TrainConfig:
     """The chapter's GPT: characters of the embedded corpus, 2 blocks, context 64 (fast: 32).
 
     Full: 300 kB of text, width 128, 1200 steps (a few minutes on 2 cores, validation PPL about 4).
-    Fast (CI): 20 kB, width 32, 300 steps (seconds; PPL about 12: weak, but every trend below still shows).
+    Fast (CI): 20 kB, width 32, 300 steps (seconds; PPL about 13: weak, but every trend below still shows).
     """
     size = (dict(max_chars=20_000, steps=300, embed_dim=32, context_size=32, eval_every=50) if fast else
             dict(max_chars=300_000, steps=1200, embed_dim=128, context_size=64, eval_every=100))
@@ -223,9 +224,11 @@ def sampling_matches_softmax(fast: bool = True, seed: int = 0, run=None) -> dict
     draws = 5_000 if fast else 20_000
     vocab = run.model.vocab_size
     prompt = run.val_ids[:run.config.context_size][None]
+    was_training = run.model.training
     run.model.eval()
     with no_grad():
         row = run.model(prompt).data[0, -1].astype(np.float64)
+    run.model.train(was_training)
     probabilities = np.exp(_log_softmax(row))
     expected = draws * probabilities
     tests = {}
@@ -255,18 +258,18 @@ def _log_log_slope(sizes, times) -> float:
 def attention_scaling(fast: bool = True, seed: int = 0) -> dict:
     """Causal attention forward time against the sequence length T, for both kernel sets.
 
-    One sequence with 4 heads of width 32. The NumPy reference kernel builds the whole T x T score matrix;
-    the Numba kernel walks it in tiles (flash-style) but still does every query-key product. Both are
-    O(T^2 d): the fitted log-log slope of time against T is about 2 (overheads that do not grow with T
-    pull it below 2 at small T).
+    A batch of 4 sequences with 4 heads of width 32 (the timing model's heads). The NumPy reference kernel
+    builds the whole T x T score matrix; the Numba kernel walks it in tiles (flash-style) but still does every
+    query-key product. Both are O(T^2 d): the fitted log-log slope of time against T is about 2 (overheads
+    that do not grow with T pull it below 2 at small T).
     """
-    lengths = [64, 128, 256, 512] if fast else [128, 256, 512, 1024, 2048]
+    lengths = [128, 256, 512] if fast else [128, 256, 512, 1024]
     rng = np.random.default_rng(seed)
     kernels = {"reference (NumPy, full T x T scores)": reference_attention.attention_forward,
                "numba (tiled, flash-style)": numba_attention.attention_forward}
     times = {name: [] for name in kernels}
     for length in lengths:
-        q, k, v = (rng.standard_normal((1, 4, length, 32)).astype(np.float32) for _ in range(3))
+        q, k, v = (rng.standard_normal((4, 4, length, 32)).astype(np.float32) for _ in range(3))
         for name, forward in kernels.items():
             forward(q, k, v, causal=True)  # the first call may compile (Numba) or page in memory
             times[name].append(_best_time(lambda: forward(q, k, v, causal=True), repeats=5 if fast else 3))
@@ -274,17 +277,19 @@ def attention_scaling(fast: bool = True, seed: int = 0) -> dict:
             "slope": {name: _log_log_slope(lengths, seconds) for name, seconds in times.items()}}
 
 
-def _timing_model(run, context_size: int, seed: int, num_layers: int | None = None) -> GPT:
-    """A GPT of the trained model's shape (or fewer layers) with a longer context, randomly initialised.
+# The shape every timing runs at, in both modes: the full-size trained model's (the fast model is so small that
+# Python's per-call overhead would hide everything the timings are meant to show).
+TIMING_SHAPE = dict(embed_dim=128, num_heads=4, num_layers=2)
+
+
+def _timing_model(vocab_size: int, context_size: int, seed: int, num_layers: int = TIMING_SHAPE["num_layers"]) -> GPT:
+    """A randomly initialised GPT of TIMING_SHAPE (or fewer layers) with a context long enough to time.
 
     Time per token depends on the shapes, not on the weights' values, and the trained model's context is
     too short to show how latency grows with the position.
     """
-    config = dict(run.model.config, context_size=context_size)
-    if num_layers is not None:
-        config["num_layers"] = num_layers
     manual_seed(seed)
-    return GPT(**config).eval()
+    return GPT(vocab_size, context_size=context_size, **dict(TIMING_SHAPE, num_layers=num_layers)).eval()
 
 
 def _token_latencies(model, prompt: np.ndarray, new_tokens: int, use_cache: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -301,14 +306,15 @@ def kv_cache_speedup(fast: bool = True, seed: int = 0, run=None) -> dict:
     """Q21: generation with and without the KV cache.
 
     1. Identical outputs: the trained model generates 3 contexts' worth of sampled tokens (so its window
-       restarts twice) both ways, with the same seed; the tokens and the logits they came from are compared.
-    2. Per-token latency: a randomly initialised GPT of the trained model's shape with a context long enough
-       for `new_tokens` (full 512, fast 64) generates greedily from one token, with and without the cache.
+       restarts several times) both ways, with the same seed; the tokens and the logits they came from are
+       compared.
+    2. Per-token latency: a randomly initialised GPT of TIMING_SHAPE with a context long enough for
+       `new_tokens` (full 512, fast 64) generates greedily from one token, with and without the cache.
        Each latency is the minimum over `repeats` runs (noise on a shared machine only ever adds time).
        Fitted: the straight line latency = a + b * position for each, and the ratio of the last tenth's mean
        latency to the first tenth's.
-    3. Cache size: after reading T tokens for a batch of 2, cache.nbytes against 2 * batch * 2 * L * T * d
-       * 4 bytes (float32), at several T.
+    3. Cache size: after reading T tokens for a batch of 2, cache.nbytes against batch * 2 * L * T * d * 4
+       bytes (float32), at several T.
     """
     run = _run_or_train(run, fast, seed)
     context = run.config.context_size
@@ -318,7 +324,7 @@ def kv_cache_speedup(fast: bool = True, seed: int = 0, run=None) -> dict:
     (cached_ids, cached_logits), (full_ids, full_logits) = outputs[True], outputs[False]
 
     new_tokens, repeats = (64, 3) if fast else (512, 2)
-    model = _timing_model(run, new_tokens + 1, seed)
+    model = _timing_model(run.model.vocab_size, new_tokens + 1, seed)
     start = np.array([1])
     latencies, timing_ids = {}, {}
     for label, use_cache in (("KV cache", True), ("no cache", False)):
@@ -364,21 +370,22 @@ def constant_factor_vs_cache(fast: bool = True, seed: int = 0, run=None) -> dict
     Total time to generate N tokens greedily from one token, for several N, with: the full model without a
     cache; the same with half its layers (what structured pruning or a 2x faster kernel gives: every
     step costs about half); the full model with the KV cache. The log-log slope of total time against N is
-    the exponent. Pruning leaves it where it was and halves the constant (the time ratio stays about 0.5
-    at every N); the cache lowers the exponent, so its advantage grows with N.
+    the exponent. Pruning leaves it where it was and scales the constant (the time ratio stays roughly the
+    same at every N); the cache lowers the exponent, so its advantage grows with N. Each time is the best of
+    `repeats` runs (fast 3, full 2).
     """
     run = _run_or_train(run, fast, seed)
     lengths = [16, 32, 64] if fast else [64, 128, 256, 512]
-    layers = run.model.config["num_layers"]
-    full = _timing_model(run, lengths[-1] + 1, seed)
-    pruned = _timing_model(run, lengths[-1] + 1, seed, num_layers=max(1, layers // 2))
-    variants = {"no cache": (full, False), f"no cache, {max(1, layers // 2)} of {layers} layers": (pruned, False),
+    layers, vocab = TIMING_SHAPE["num_layers"], run.model.vocab_size
+    full = _timing_model(vocab, lengths[-1] + 1, seed)
+    pruned = _timing_model(vocab, lengths[-1] + 1, seed, num_layers=layers // 2)
+    variants = {"no cache": (full, False), f"no cache, {layers // 2} of {layers} layers": (pruned, False),
                 "KV cache": (full, True)}
     start, seconds = np.array([1]), {}
     for label, (model, use_cache) in variants.items():
         generate(model, start, 4, temperature=0.0, use_cache=use_cache)  # warm-up
         seconds[label] = [_best_time(lambda: generate(model, start, n, temperature=0.0, use_cache=use_cache),
-                                     repeats=3 if fast else 1) for n in lengths]
+                                     repeats=3 if fast else 2) for n in lengths]
     labels = list(variants)
     return {"lengths": lengths, "seconds": seconds,
             "exponent": {label: _log_log_slope(lengths, s) for label, s in seconds.items()},

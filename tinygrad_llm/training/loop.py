@@ -80,6 +80,35 @@ def estimate_loss(model, ids: np.ndarray, config: TrainConfig, rng: np.random.Ge
     return float(np.mean(losses))
 
 
+def optimizer_step(model, parameters, optimizer, scheduler, train_ids, config: TrainConfig, data_rng):
+    """One step: zero_grad, then forward/backward over grad_accum_steps micro-batches (gradients add up),
+    clip, update, schedule. Returns (the step's loss, the gradient norm before clipping)."""
+    optimizer.zero_grad()
+    loss_value = 0.0
+    for _ in range(config.grad_accum_steps):
+        inputs, targets = random_windows(train_ids, config.context_size, config.batch_size, data_rng)
+        loss = language_model_loss(model, inputs, targets) / config.grad_accum_steps
+        loss.backward()
+        loss_value += loss.item()
+    grad_norm = optim.clip_grad_norm_(parameters, config.clip_norm) if config.clip_norm > 0 else float("nan")
+    optimizer.step()
+    scheduler.step()
+    return loss_value, float(grad_norm)
+
+
+def evaluation_record(model, data: TextData, config: TrainConfig, step: int, lr: float, grad_norm: float) -> dict:
+    """Train and val loss estimated on windows drawn from a generator seeded by (seed, step): evaluating
+    more or less often never changes the batches training sees."""
+    return {
+        "step": step,
+        "tokens": step * config.tokens_per_step,
+        "train_loss": estimate_loss(model, data.train_ids, config, np.random.default_rng([config.seed, 2, step])),
+        "val_loss": estimate_loss(model, data.val_ids, config, np.random.default_rng([config.seed, 3, step])),
+        "lr": lr,
+        "grad_norm": grad_norm,
+    }
+
+
 def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, stop_after_step: int | None = None,
                          progress: bool = True, print_fn=None, data: TextData | None = None) -> TrainingRun:
     """Train (or resume) a run; with out_dir, write checkpoint.npz, history.csv/.json and loss_curve.png there.
@@ -103,12 +132,14 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
         state = restore_training_checkpoint(*saved, model, optimizer, scheduler, data_rng)
     model.train()
 
+    call_start = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / "checkpoint.npz" if out_dir is not None else None
     last_step = min(config.steps, stop_after_step or config.steps)
     parameters = model.parameters()
     stopped_early, logs, best_weights = False, {}, None
-    start, tokens_this_call = time.perf_counter(), 0
+    train_seconds, tokens_this_call = 0.0, 0  # evaluation time is left out of tokens/s
+
     def say(line: str) -> None:
         if progress:
             bar.write(line)
@@ -118,57 +149,41 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
     bar = tqdm(range(state.step + 1, last_step + 1), desc=f"train {config.model}", disable=not progress,
                mininterval=0.5, initial=state.step, total=config.steps)
     for step in bar:
-        optimizer.zero_grad()
-        loss_value = 0.0
-        for _ in range(config.grad_accum_steps):
-            inputs, targets = random_windows(data.train_ids, config.context_size, config.batch_size, data_rng)
-            loss = language_model_loss(model, inputs, targets) / config.grad_accum_steps
-            loss.backward()
-            loss_value += loss.item()
-        grad_norm = optim.clip_grad_norm_(parameters, config.clip_norm) if config.clip_norm > 0 else float("nan")
-        optimizer.step()
-        scheduler.step()
+        start = time.perf_counter()
+        loss_value, grad_norm = optimizer_step(model, parameters, optimizer, scheduler, data.train_ids, config, data_rng)
+        train_seconds += time.perf_counter() - start
         state.step = step
         tokens_this_call += config.tokens_per_step
-        tokens_per_s = tokens_this_call / (time.perf_counter() - start)
+        tokens_per_s = tokens_this_call / train_seconds
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_per_s=f"{tokens_per_s:,.0f}", refresh=False)
+        if step % config.eval_every and step != last_step:
+            continue
 
-        if step % config.eval_every == 0 or step == last_step:
-            record = {
-                "step": step,
-                "tokens": step * config.tokens_per_step,
-                "train_loss": estimate_loss(model, data.train_ids, config, np.random.default_rng([config.seed, 2, step])),
-                "val_loss": estimate_loss(model, data.val_ids, config, np.random.default_rng([config.seed, 3, step])),
-                "lr": optimizer.param_groups[0]["lr"],
-                "grad_norm": float(grad_norm),
-                "tokens_per_s": tokens_per_s,
-                "elapsed_s": time.perf_counter() - start,
-            }
-            state.history.append(record)
-            say(f"step {step:5d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
-                f"lr {record['lr']:.2e}  {tokens_per_s:,.0f} tok/s")
-            if record["val_loss"] < state.best_val_loss:
-                state.best_val_loss, state.evals_without_improvement = record["val_loss"], 0
-                best_weights = model.state_dict() if config.early_stopping_patience else None
-            else:
-                state.evals_without_improvement += 1
-            if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
-                stopped_early = True
-                restored = best_weights is not None  # None when the best evaluation came before a resume
-                if restored:
-                    model.load_state_dict(best_weights)
-                say(f"early stopping at step {step}: val loss has not improved for "
-                    f"{state.evals_without_improvement} evaluations (best {state.best_val_loss:.4f}"
-                    f"{', weights restored' if restored else ''})")
-            if out_dir is not None:
-                save_training_checkpoint(checkpoint, config, model, optimizer, scheduler, data.tokenizer, state,
-                                         data_rng)
-                logs = write_logs(out_dir, state.history, asdict(config))
-            if stopped_early:
-                break
+        record = evaluation_record(model, data, config, step, optimizer.param_groups[0]["lr"], grad_norm)
+        record.update(tokens_per_s=tokens_per_s, train_seconds=train_seconds)
+        state.history.append(record)
+        say(f"step {step:5d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
+            f"lr {record['lr']:.2e}  {tokens_per_s:,.0f} tok/s")
+        if record["val_loss"] < state.best_val_loss:
+            state.best_val_loss, state.evals_without_improvement = record["val_loss"], 0
+            best_weights = model.state_dict() if config.early_stopping_patience else None
+        else:
+            state.evals_without_improvement += 1
+        if config.early_stopping_patience and state.evals_without_improvement >= config.early_stopping_patience:
+            stopped_early = True
+            restored = best_weights is not None  # None when the best evaluation came before a resume
+            if restored:
+                model.load_state_dict(best_weights)
+            say(f"early stopping at step {step}: val loss has not improved for "
+                f"{state.evals_without_improvement} evaluations (best {state.best_val_loss:.4f}"
+                f"{', weights restored' if restored else ''})")
+        if out_dir is not None:
+            save_training_checkpoint(checkpoint, config, model, optimizer, scheduler, data.tokenizer, state, data_rng)
+            logs = write_logs(out_dir, state.history, asdict(config))
+        if stopped_early:
+            break
     bar.close()
-    seconds = time.perf_counter() - start
     return TrainingRun(config=config, model=model, tokenizer=data.tokenizer, train_ids=data.train_ids,
-                       val_ids=data.val_ids, history=state.history, seconds=seconds,
-                       tokens_per_s=tokens_this_call / seconds if seconds > 0 else float("nan"),
+                       val_ids=data.val_ids, history=state.history, seconds=time.perf_counter() - call_start,
+                       tokens_per_s=tokens_this_call / train_seconds if train_seconds > 0 else float("nan"),
                        stopped_early=stopped_early, checkpoint=checkpoint, logs=logs)

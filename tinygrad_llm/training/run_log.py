@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-COLUMNS = ("step", "tokens", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s")
+COLUMNS = ("step", "tokens", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "train_seconds")
 
 
 def _write_atomically(path: Path, write) -> None:
