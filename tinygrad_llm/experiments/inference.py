@@ -240,13 +240,22 @@ def sampling_matches_softmax(fast: bool = True, seed: int = 0, run=None) -> dict
 
 
 # ================================================================================================ Q21: speed
-def _best_time(function, repeats: int) -> float:
-    """The fastest of `repeats` timed calls: the least disturbed by whatever else the machine is doing."""
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _best_times(functions: dict, repeats: int, warm_up: bool = True) -> dict:
+    """{key: the fastest of `repeats` timed calls of functions[key]}, after one untimed warm-up call each
+    (the first call may compile with Numba, page in memory or fill caches) unless warm_up=False.
+
+    The competitors take turns (a, b, c, a, b, c, ...) instead of running one after the other, so a burst of
+    load from other processes slows all of them alike instead of one; and the minimum is the run least
+    disturbed, since noise on a shared machine only ever adds time.
+    """
+    for function in functions.values() if warm_up else ():
         function()
-        best = min(best, time.perf_counter() - start)
+    best = dict.fromkeys(functions, math.inf)
+    for _ in range(repeats):
+        for key, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[key] = min(best[key], time.perf_counter() - start)
     return best
 
 
@@ -270,9 +279,10 @@ def attention_scaling(fast: bool = True, seed: int = 0) -> dict:
     times = {name: [] for name in kernels}
     for length in lengths:
         q, k, v = (rng.standard_normal((4, 4, length, 32)).astype(np.float32) for _ in range(3))
-        for name, forward in kernels.items():
-            forward(q, k, v, causal=True)  # the first call may compile (Numba) or page in memory
-            times[name].append(_best_time(lambda: forward(q, k, v, causal=True), repeats=5 if fast else 3))
+        best = _best_times({name: lambda forward=forward: forward(q, k, v, causal=True)
+                            for name, forward in kernels.items()}, repeats=5)
+        for name in kernels:
+            times[name].append(best[name])
     return {"lengths": lengths, "seconds": times,
             "slope": {name: _log_log_slope(lengths, seconds) for name, seconds in times.items()}}
 
@@ -310,7 +320,8 @@ def kv_cache_speedup(fast: bool = True, seed: int = 0, run=None) -> dict:
        compared.
     2. Per-token latency: a randomly initialised GPT of TIMING_SHAPE with a context long enough for
        `new_tokens` (full 512, fast 64) generates greedily from one token, with and without the cache.
-       Each latency is the minimum over `repeats` runs (noise on a shared machine only ever adds time).
+       Each latency is the minimum over 3 runs, taken in turns with and without the cache (noise on a shared
+       machine only ever adds time, and taking turns spreads it over both).
        Fitted: the straight line latency = a + b * position for each, and the ratio of the last tenth's mean
        latency to the first tenth's.
     3. Cache size: after reading T tokens for a batch of 2, cache.nbytes against batch * 2 * L * T * d * 4
@@ -323,15 +334,17 @@ def kv_cache_speedup(fast: bool = True, seed: int = 0, run=None) -> dict:
                                    return_logits=True) for use_cache in (True, False)}
     (cached_ids, cached_logits), (full_ids, full_logits) = outputs[True], outputs[False]
 
-    new_tokens, repeats = (64, 3) if fast else (512, 2)
+    new_tokens = 64 if fast else 512
     model = _timing_model(run.model.vocab_size, new_tokens + 1, seed)
-    start = np.array([1])
-    latencies, timing_ids = {}, {}
-    for label, use_cache in (("KV cache", True), ("no cache", False)):
+    start, modes = np.array([1]), {"KV cache": True, "no cache": False}
+    for use_cache in modes.values():
         generate(model, start, 4, temperature=0.0, use_cache=use_cache)  # warm-up: compile and page in
-        runs = [_token_latencies(model, start, new_tokens, use_cache) for _ in range(repeats)]
-        latencies[label] = np.min([seconds for seconds, _ in runs], axis=0)
-        timing_ids[label] = runs[0][1]
+    runs = {label: [] for label in modes}
+    for _ in range(3):
+        for label, use_cache in modes.items():
+            runs[label].append(_token_latencies(model, start, new_tokens, use_cache))
+    latencies = {label: np.min([seconds for seconds, _ in done], axis=0) for label, done in runs.items()}
+    timing_ids = {label: done[0][1] for label, done in runs.items()}
     positions = np.arange(1, new_tokens + 1)
     tenth = max(1, new_tokens // 10)
     fits = {label: np.polyfit(positions, seconds, 1) for label, seconds in latencies.items()}
@@ -372,7 +385,7 @@ def constant_factor_vs_cache(fast: bool = True, seed: int = 0, run=None) -> dict
     step costs about half); the full model with the KV cache. The log-log slope of total time against N is
     the exponent. Pruning leaves it where it was and scales the constant (the time ratio stays roughly the
     same at every N); the cache lowers the exponent, so its advantage grows with N. Each time is the best of
-    `repeats` runs (fast 3, full 2).
+    3 runs, the three variants taking turns.
     """
     run = _run_or_train(run, fast, seed)
     lengths = [16, 32, 64] if fast else [64, 128, 256, 512]
@@ -381,11 +394,18 @@ def constant_factor_vs_cache(fast: bool = True, seed: int = 0, run=None) -> dict
     pruned = _timing_model(vocab, lengths[-1] + 1, seed, num_layers=layers // 2)
     variants = {"no cache": (full, False), f"no cache, {layers // 2} of {layers} layers": (pruned, False),
                 "KV cache": (full, True)}
-    start, seconds = np.array([1]), {}
-    for label, (model, use_cache) in variants.items():
-        generate(model, start, 4, temperature=0.0, use_cache=use_cache)  # warm-up
-        seconds[label] = [_best_time(lambda: generate(model, start, n, temperature=0.0, use_cache=use_cache),
-                                     repeats=3 if fast else 2) for n in lengths]
+    start, seconds = np.array([1]), {label: [] for label in variants}
+
+    def generation(model, use_cache: bool, new_tokens: int):
+        return lambda: generate(model, start, new_tokens, temperature=0.0, use_cache=use_cache)
+
+    for variant in variants.values():
+        generation(*variant, 4)()  # warm-up: compile and page in
+    for n in lengths:
+        best = _best_times({label: generation(*variant, n) for label, variant in variants.items()}, repeats=3,
+                           warm_up=False)
+        for label in variants:
+            seconds[label].append(best[label])
     labels = list(variants)
     return {"lengths": lengths, "seconds": seconds,
             "exponent": {label: _log_log_slope(lengths, s) for label, s in seconds.items()},
@@ -405,8 +425,7 @@ def allocator_reuse(fast: bool = True, seed: int = 0, megabytes: int = 64) -> di
     rng = np.random.default_rng(seed)
     a, b = rng.standard_normal(count, dtype=np.float32), rng.standard_normal(count, dtype=np.float32)
     kept = np.empty_like(a)
-    repeats = 5 if fast else 15
-    fresh_seconds = _best_time(lambda: np.add(a, b), repeats)
-    kept_seconds = _best_time(lambda: np.add(a, b, out=kept), repeats)
-    return {"megabytes": megabytes, "fresh_ms": fresh_seconds * 1e3, "kept_ms": kept_seconds * 1e3,
-            "fresh_over_kept": fresh_seconds / kept_seconds}
+    best = _best_times({"fresh": lambda: np.add(a, b), "kept": lambda: np.add(a, b, out=kept)},
+                       repeats=5 if fast else 15)
+    return {"megabytes": megabytes, "fresh_ms": best["fresh"] * 1e3, "kept_ms": best["kept"] * 1e3,
+            "fresh_over_kept": best["fresh"] / best["kept"]}
