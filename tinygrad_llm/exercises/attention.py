@@ -207,7 +207,8 @@ def gpt_sizes(draw) -> dict:
             "num_layers": draw(st.integers(1, 4)), "tie_weights": draw(st.booleans())}
 
 
-HEADS_SPLIT_D = "does not depend on num_heads: the heads split the d features of each projection, they do not multiply them"
+HEADS_SPLIT_D = ("does not depend on num_heads: the heads split the d features of each projection, they do not "
+                 "multiply them")
 TIED_HEAD = "untying the LM head adds exactly V * d parameters (a tied head IS the token embedding: count it once)"
 PER_BLOCK = "each block adds 12 d^2 + 13 d: four d x d projections, the d -> 4d -> d MLP, their biases, two LayerNorms"
 LIBRARY = "equals the library's count for these sizes, nn.GPT.parameter_count (= the built model's num_parameters())"
