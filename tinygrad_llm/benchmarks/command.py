@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          help="validation windows for the final val loss (default: %(default)s)")
     quality.add_argument("--max-chars", type=int, default=0, help="use only the first N characters (0: all)")
     quality.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin even if installed")
+    quality.add_argument("--torch-threads", type=int, default=None,
+                         help="threads for torch (default: torch's own); set OPENBLAS_NUM_THREADS for numpy's side")
     quality.add_argument("--out", default="bench_quality.json", help="JSON report (default: %(default)s)")
     quality.set_defaults(func=_run_quality)
     return parser
@@ -97,5 +99,5 @@ def _run_quality(args) -> int:
 
     run_quality_benchmark(args.corpus, steps=args.steps, eval_every=args.eval_every,
                           final_eval_batches=args.final_eval_batches, use_torch=not args.no_torch, out=args.out,
-                          max_chars=args.max_chars)
+                          max_chars=args.max_chars, torch_threads=args.torch_threads)
     return 0

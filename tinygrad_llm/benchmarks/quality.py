@@ -36,7 +36,8 @@ def _validation_windows(ids, config: TrainConfig, batches: int, seed: int):
 
 def run_quality_benchmark(corpus: str, steps: int = 2000, eval_every: int = 250, eval_batches: int = 20,
                           final_eval_batches: int = 200, use_torch: bool = True, out="bench_quality.json",
-                          max_chars: int = 0, seed: int = 0, verbose: bool = True) -> dict:
+                          max_chars: int = 0, seed: int = 0, torch_threads: int | None = None,
+                          verbose: bool = True) -> dict:
     say = print if verbose else (lambda *a, **k: None)
     torch = None
     if use_torch:
@@ -44,6 +45,8 @@ def run_quality_benchmark(corpus: str, steps: int = 2000, eval_every: int = 250,
             import torch
         except ImportError:
             say("torch is not installed: training the library's GPT only")
+    if torch is not None and torch_threads:
+        torch.set_num_threads(torch_threads)
     config = TrainConfig(model="gpt", corpus=corpus, steps=steps, eval_every=eval_every, eval_batches=eval_batches,
                          max_chars=max_chars, seed=seed, warmup_steps=min(TrainConfig.warmup_steps, steps // 2))
     data = prepare_text_data(config)
