@@ -229,16 +229,23 @@ def _retrieval_size(fast: bool) -> dict:
             dict(length=128, distances=[5, 15, 40, 120], steps=400, batch_size=32))
 
 
-def evaluate_retrieval(model, length: int, distance: int, seed: int, count: int = 1024) -> dict:
-    """Accuracy on `count` fresh sequences; for an attention model also the attention weight that the last
-    position puts on the value token's position, averaged over sequences and heads."""
-    ids, values = retrieval_batch(count, length, distance, np.random.default_rng([seed, 7, distance]))
+def _held_out(length: int, distance: int, seed: int, count: int = 1024):
+    """The same `count` held-out sequences for every model evaluated at this (length, distance, seed)."""
+    return retrieval_batch(count, length, distance, np.random.default_rng([seed, 7, distance]))
+
+
+def retrieval_accuracy(model, length: int, distance: int, seed: int) -> float:
+    """Accuracy of the answer at the last position on held-out sequences."""
+    ids, values = _held_out(length, distance, seed)
     with no_grad():
-        accuracy = float((model(ids).data.argmax(axis=-1) == values).mean())
-    result = {"accuracy": accuracy}
-    if isinstance(model, AttentionRetriever):
-        result["value_mass"] = float(model.last_query_weights(ids)[:, :, length - 1 - distance].mean())
-    return result
+        return float((model(ids).data.argmax(axis=-1) == values).mean())
+
+
+def value_mass(model: AttentionRetriever, length: int, distance: int, seed: int) -> float:
+    """The attention weight that the last position puts on the value token, averaged over the held-out
+    sequences and the heads."""
+    ids, _ = _held_out(length, distance, seed)
+    return float(model.last_query_weights(ids)[:, :, length - 1 - distance].mean())
 
 
 def retrieval_vs_rnn(fast: bool = True, seed: int = 0) -> dict:
@@ -247,8 +254,8 @@ def retrieval_vs_rnn(fast: bool = True, seed: int = 0) -> dict:
     value, and the step at which each solved the task (99% over 20 batches), where the run stops.
 
     Fast (CI): T = 64, k in {4, 16, 48}, batch 16; full: T = 128, k in {5, 15, 40, 120}, batch 32; up to 400
-    steps. Also returns, for the largest k, the last position's attention over 4 held-out
-    sequences (for the attention-map plot).
+    steps. Also returns, for the largest k, the last position's attention over 4 held-out sequences (for the
+    attention-map plot).
     """
     size = _retrieval_size(fast)
     length, steps, batch_size = size["length"], size["steps"], size["batch_size"]
@@ -261,9 +268,8 @@ def retrieval_vs_rnn(fast: bool = True, seed: int = 0) -> dict:
             model = make()
             history = fit(model, lambda rng, k=distance: retrieval_batch(batch_size, length, k, rng), steps,
                           RETRIEVAL_LR, seed, stop_when_solved=True)
-            scores = evaluate_retrieval(model, length, distance, seed)
-            runs["accuracy"].append(scores["accuracy"])
-            runs["value_mass"].append(scores.get("value_mass"))
+            runs["accuracy"].append(retrieval_accuracy(model, length, distance, seed))
+            runs["value_mass"].append(value_mass(model, length, distance, seed) if kind == "attention" else None)
             for key in ("steps_run", "solved_step", "loss"):
                 runs[key].append(history[key])
         runs["parameters"] = model.num_parameters()
@@ -304,6 +310,11 @@ def step_time_vs_length(fast: bool = True, seed: int = 0, repeats: int | None = 
 
 
 # ================================================================================================ Q11: 1/sqrt(d_k)
+def row_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of every distribution along the last axis of p (0 log 0 = 0)."""
+    return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=-1)
+
+
 def softmax_jacobian_norm(p: np.ndarray) -> np.ndarray:
     """Frobenius norm of d softmax / d scores = diag(p) - p p^T, for each row of p (N, K) -> (N,).
 
@@ -332,9 +343,8 @@ def softmax_saturation(fast: bool = True, seed: int = 0, num_keys: int = 64,
         for label, scores in (("unscaled", raw), ("scaled", raw / math.sqrt(dim))):
             p = np.exp(scores - scores.max(axis=1, keepdims=True))
             p /= p.sum(axis=1, keepdims=True)
-            entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
             row = result[label]
-            row["entropy"].append(float(entropy.mean()))
+            row["entropy"].append(float(row_entropy(p).mean()))
             row["max_weight"].append(float(p.max(axis=1).mean()))
             row["jacobian_norm"].append(float(softmax_jacobian_norm(p).mean()))
             row["score_std"].append(float(scores.std()))
@@ -373,11 +383,14 @@ class CopyModel(nn.Module):
         self.final_norm = nn.LayerNorm(head_dim)
         self.head = nn.Linear(head_dim, COPY_SYMBOLS)
 
+    def embed(self, ids) -> Tensor:
+        return self.embedding(ids) + self.positions(ids.shape[1])
+
     def attention_input(self, ids) -> Tensor:
-        return self.norm(self.embedding(ids) + self.positions(ids.shape[1]))
+        return self.norm(self.embed(ids))
 
     def forward(self, ids) -> Tensor:
-        x = self.embedding(ids) + self.positions(ids.shape[1])
+        x = self.embed(ids)
         x = x + self.attention(self.norm(x), causal=True)
         return self.head(self.final_norm(x))
 
@@ -389,11 +402,6 @@ def _copy_weights(model: CopyModel, ids: np.ndarray, scaled: bool) -> np.ndarray
         q, k = (model.attention.split_heads(p(x)).data for p in (model.attention.q_proj, model.attention.k_proj))
     scale = 1.0 if scaled else math.sqrt(q.shape[-1])  # attention_probabilities divides by sqrt(D)
     return attention_probabilities(q * scale, k, causal=True)[:, 0]
-
-
-def _mean_entropy(weights: np.ndarray) -> float:
-    """Mean entropy (nats) of the rows of (..., T, T) attention probabilities."""
-    return float(-(weights * np.log(np.where(weights > 0, weights, 1.0))).sum(axis=-1).mean())
 
 
 def copy_task_scaling(fast: bool = True, seed: int = 0, *, unscaled_attention: type, head_dim: int = 256) -> dict:
@@ -419,7 +427,7 @@ def copy_task_scaling(fast: bool = True, seed: int = 0, *, unscaled_attention: t
         initial = _copy_weights(model, probe, scaled)[:, half - 1:]  # the rows that must find their copy
         history = fit(model, lambda rng: copy_batch(batch_size, half, rng), steps, 1e-3, seed, stop_when_solved=True)
         result["runs"][label] = {
-            "initial_entropy": _mean_entropy(initial), "initial_max_weight": float(initial.max(axis=-1).mean()),
+            "initial_entropy": float(row_entropy(initial).mean()), "initial_max_weight": float(initial.max(axis=-1).mean()),
             **history, "final_accuracy": float(np.mean(history["accuracy"][-10:])),
             "map": _copy_weights(model, example, scaled)[0],
         }
@@ -444,10 +452,8 @@ def head_split(fast: bool = True, seed: int = 0, *, wrong_split: type, num_heads
         model = AttentionRetriever(num_heads=num_heads, attention_class=attention_class)
         history = fit(model, lambda rng: retrieval_batch(batch_size, length, distance, rng), steps,
                       RETRIEVAL_LR, seed, stop_when_solved=True)
-        with no_grad():
-            ids, values = retrieval_batch(1024, length, distance, np.random.default_rng([seed, 7, distance]))
-            accuracy = float((model(ids).data.argmax(axis=-1) == values).mean())
-        result["runs"][label] = {"accuracy": accuracy, "steps_run": history["steps_run"], "loss": history["loss"],
+        result["runs"][label] = {"accuracy": retrieval_accuracy(model, length, distance, seed),
+                                 "steps_run": history["steps_run"], "loss": history["loss"],
                                  "solved_step": history["solved_step"]}
     return result
 
