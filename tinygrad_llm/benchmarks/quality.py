@@ -21,11 +21,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .. import optim
 from ..data import random_windows
 from ..random import manual_seed
 from ..training import TrainConfig, build_model, build_optimizer, prepare_text_data
-from ..training.loop import language_model_loss
+from ..training.loop import language_model_loss, optimizer_step
 from .torch_twins import torch_loss, torch_optimizer, torch_training_step, torch_twin
 
 
@@ -58,21 +57,18 @@ def run_quality_benchmark(corpus: str, steps: int = 2000, eval_every: int = 250,
     say(f"Quality band: {corpus} ({len(data.train_ids):,} train / {len(data.val_ids):,} val tokens, vocab "
         f"{data.tokenizer.vocab_size}), GPT with {model.num_parameters():,} parameters, {steps} steps")
 
-    rng = np.random.default_rng(config.seed)
+    # Two generators with one seed: both sides draw the same batches in the same order.
+    library_rng, torch_rng = np.random.default_rng(config.seed), np.random.default_rng(config.seed)
+    parameters = model.parameters()
     seconds = {"library": 0.0, "torch": 0.0}
     history = []
     for step in range(1, steps + 1):
-        inputs, targets = random_windows(data.train_ids, config.context_size, config.batch_size, rng)
         start = time.perf_counter()
-        optimizer.zero_grad()
-        loss = language_model_loss(model, inputs, targets)
-        loss.backward()
-        optim.clip_grad_norm_(model.parameters(), config.clip_norm)
-        optimizer.step()
-        scheduler.step()
-        library_train_loss = loss.item()
+        library_train_loss, _ = optimizer_step(model, parameters, optimizer, scheduler, data.train_ids, config,
+                                               library_rng)
         seconds["library"] += time.perf_counter() - start
         if torch_step is not None:
+            inputs, targets = random_windows(data.train_ids, config.context_size, config.batch_size, torch_rng)
             start = time.perf_counter()
             torch_train_loss = torch_step(inputs, targets)
             seconds["torch"] += time.perf_counter() - start

@@ -26,11 +26,10 @@ from dataclasses import asdict, replace
 import numpy as np
 
 from .. import kernels as kernel_dispatch
-from .. import optim
 from ..data import random_windows
 from ..random import manual_seed
 from ..training import TrainConfig, build_model, build_optimizer, prepare_text_data
-from ..training.loop import language_model_loss
+from ..training.loop import optimizer_step
 from .timing import OtherLoad
 from .torch_twins import torch_optimizer, torch_training_step, torch_twin
 
@@ -91,16 +90,10 @@ def library_step(config: TrainConfig):
     manual_seed(config.seed)
     model = build_model(config, data.tokenizer.vocab_size)
     optimizer, scheduler = build_optimizer(model, config)
-    rng = np.random.default_rng(config.seed)
+    parameters, rng = model.parameters(), np.random.default_rng(config.seed)
 
     def step():
-        optimizer.zero_grad()
-        loss = language_model_loss(model, *random_windows(data.train_ids, config.context_size, config.batch_size, rng))
-        loss.backward()
-        optim.clip_grad_norm_(model.parameters(), config.clip_norm)
-        optimizer.step()
-        scheduler.step()
-        return loss
+        return optimizer_step(model, parameters, optimizer, scheduler, data.train_ids, config, rng)
 
     return step, data.tokenizer.vocab_size
 

@@ -22,6 +22,8 @@ same fact deliberately).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .module import Module
 
 
@@ -47,8 +49,6 @@ class LanguageModel(Module):
 
     def check_ids(self, ids, cache: DecodingCache | None = None):
         """ids as a (B, T) int64 array, with a message that says what was wrong and how to fix it."""
-        import numpy as np
-
         ids = np.asarray(getattr(ids, "data", ids))
         name = type(self).__name__
         if ids.ndim != 2:
