@@ -62,7 +62,7 @@ def check(name: str, function: Callable) -> GradeResult:
     return result
 
 
-from . import attention, inference, kernels, language_models, tokenization  # noqa: E402
+from . import attention, evaluation, inference, kernels, language_models, seq2seq, tokenization  # noqa: E402
 
-for _module in (tokenization, language_models, attention, inference, kernels):  # chapters 4, 5, 6, 9, 15
+for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, kernels):  # chapters 4-9, 15
     EXERCISES.update((exercise.name, exercise) for exercise in _module.EXERCISES)

@@ -87,6 +87,15 @@ class KVCache(DecodingCache):
         self.padding = np.concatenate([past, new], axis=1)
         return self.padding
 
+    def reorder(self, rows) -> None:
+        """Row i now holds what row rows[i] held (rows may repeat or drop rows): beam search keeps, for each
+        new beam, the keys and values of the beam it extends."""
+        rows = np.asarray(rows)
+        self.keys = [None if a is None else a[rows] for a in self.keys]
+        self.values = [None if a is None else a[rows] for a in self.values]
+        self.padding = None if self.padding is None else self.padding[rows]
+        self.batch_size = len(rows)
+
     @staticmethod
     def values_per_sequence(num_layers: int, num_tokens: int, embed_dim: int) -> int:
         """2 * L * T * d: a key and a value vector of width d per token per layer."""
