@@ -94,3 +94,15 @@ def test_missing_kernels_are_listed_not_fatal():
 def test_bench_needs_an_action():
     with pytest.raises(SystemExit):
         _parser().parse_args(["bench"])
+
+
+@pytest.mark.seq2seq
+def test_bench_seq2seq_fast_reports_budget_time_and_scores(tmp_path):
+    out = tmp_path / "seq2seq.json"
+    assert _run(["bench", "seq2seq", "--fast", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["task"] for r in report["results"]] == ["reverse", "addition"]
+    for result in report["results"]:
+        assert result["train_seconds"] > 0 and result["parameters"] > 0 and result["budget"]["steps"] == 60
+        for key in ("exact_match_greedy", "exact_match_beam4", "token_accuracy_teacher_forced"):
+            assert 0.0 <= result[key] <= 1.0

@@ -1,4 +1,4 @@
-"""The `bench` sub-command: `bench kernels`, `bench train` and `bench quality` (kernels.py, train.py, quality.py).
+"""The `bench` sub-command: `bench kernels`, `bench train`, `bench quality` and `bench seq2seq` (one module each).
 
 `register(subparsers)` adds it to the program's argparse sub-commands; each action sets `args.func`.
 Benchmarks print ratios measured in one run; on a shared machine single timings swing ~30%, so read the
@@ -57,6 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          help="threads for torch (default: torch's own); set OPENBLAS_NUM_THREADS for numpy's side")
     quality.add_argument("--out", default="bench_quality.json", help="JSON report (default: %(default)s)")
     quality.set_defaults(func=_run_quality)
+
+    seq2seq = actions.add_parser(
+        "seq2seq", help="train the Transformer encoder-decoder on reverse and addition; held-out exact match and time",
+        description="Train an encoder-decoder on each task within its stated budget (tinygrad_llm/benchmarks/seq2seq.py) "
+        "and report free-running exact match (greedy and beam 4) on held-out examples and the training time.")
+    seq2seq.add_argument("--fast", action="store_true", help="tiny budgets: checks the harness, not the model")
+    seq2seq.add_argument("--tasks", nargs="+", default=["reverse", "addition"], choices=["reverse", "addition"])
+    seq2seq.add_argument("--model", default="transformer", choices=["transformer", "gru"],
+                         help="the Transformer, or a GRU with additive attention of the same width")
+    seq2seq.add_argument("--seed", type=int, default=0)
+    seq2seq.add_argument("--out", default="bench_seq2seq.json", help="JSON report (default: %(default)s)")
+    seq2seq.set_defaults(func=_run_seq2seq)
     return parser
 
 
@@ -100,4 +112,12 @@ def _run_quality(args) -> int:
     run_quality_benchmark(args.corpus, steps=args.steps, eval_every=args.eval_every,
                           final_eval_batches=args.final_eval_batches, use_torch=not args.no_torch, out=args.out,
                           max_chars=args.max_chars, torch_threads=args.torch_threads)
+    return 0
+
+
+def _run_seq2seq(args) -> int:
+    from .seq2seq import run_seq2seq_benchmark
+
+    run_seq2seq_benchmark("fast" if args.fast else "full", tasks=tuple(args.tasks), kind=args.model, out=args.out,
+                          seed=args.seed)
     return 0
