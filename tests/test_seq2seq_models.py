@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import tinygrad_llm as tgl
 from tinygrad_llm import nn
-from tinygrad_llm.data.seq2seq_tasks import make_split, make_task
+from tinygrad_llm.data.seq2seq_tasks import make_batch, make_split, make_task
+from tinygrad_llm.generation import beam_search, greedy_decode
 from tinygrad_llm.metrics.seq2seq_evaluation import evaluate_seq2seq
 from tinygrad_llm.testing import gradcheck
 from tinygrad_llm.training.seq2seq_training import Seq2SeqTrainConfig, train_seq2seq
@@ -217,6 +218,14 @@ def test_transformer_learns_to_reverse():
     result = evaluate_seq2seq(model, test, task.vocabulary)
     assert result["exact_match"] >= 0.95, (result["exact_match"], run.history)
     assert result["token_accuracy"] >= result["exact_match"] - 1e-12
+    # On the trained model, beam search (width 4) never ends below greedy's score on any held-out source (not a
+    # theorem: tests/test_seq2seq_decoding.py builds a model where it does), and width 1 is greedy.
+    batch = make_batch(test, task.vocabulary)
+    options = dict(bos_id=task.vocabulary.bos_id, eos_id=task.vocabulary.eos_id, max_length=6)
+    greedy = greedy_decode(model, batch.source, batch.source_padding, **options)
+    beam = beam_search(model, batch.source, batch.source_padding, beam_width=4, **options)
+    assert np.all(beam.scores >= greedy.scores - 1e-9)
+    assert beam_search(model, batch.source, batch.source_padding, beam_width=1, **options).tokens == greedy.tokens
 
 
 # ---------------------------------------------------------------- bad input
