@@ -12,8 +12,6 @@ Decoding is capped at the longest target + 1 tokens: an output still going at th
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..autograd import no_grad
 from ..data.seq2seq_tasks import IGNORE_INDEX, exact_match, make_batch
 from ..generation.beam_search import beam_search
