@@ -26,7 +26,7 @@ BUDGETS = {
         "fast": dict(lengths=(3, 6), steps=60, batch_size=32, lr=3e-3, embed_dim=32, layers=1),
     },
     "addition": {
-        "full": dict(lengths=(2, 3), steps=8000, batch_size=64, lr=2e-3, embed_dim=64, layers=2),
+        "full": dict(lengths=(2, 3), steps=12000, batch_size=64, lr=2e-3, embed_dim=64, layers=2),
         "fast": dict(lengths=(2, 2), steps=60, batch_size=32, lr=3e-3, embed_dim=32, layers=1),
     },
 }
