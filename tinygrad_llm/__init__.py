@@ -17,15 +17,20 @@ from .tensor import Tensor, cat, split, stack, where
 __version__ = "0.1.0"
 
 
+LAZY_SUBPACKAGES = ("exercises", "experiments", "generation", "metrics", "training", "benchmarks")
+
+
 def __getattr__(name):
-    """`tgl.exercises` is imported on first use: its graders pull in hypothesis, which plain training does not need."""
-    if name == "exercises":
-        return importlib.import_module(".exercises", __name__)
+    """Subpackages a plain model does not need (`tgl.metrics`, `tgl.generation`, ...) are imported on first use:
+    `tgl.exercises` pulls in hypothesis, the training loop tqdm and matplotlib."""
+    if name in LAZY_SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'tinygrad_llm' has no attribute {name!r}")
 
 
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "arange", "randn", "rand", "randint", "zeros_like",
     "ones_like", "cat", "stack", "split", "where", "no_grad", "is_grad_enabled", "manual_seed", "nn",
-    "optim", "testing", "data", "exercises", "set_kernels", "get_kernels",
+    "optim", "testing", "data", "exercises", "experiments", "generation", "metrics", "training", "benchmarks",
+    "set_kernels", "get_kernels",
 ]
