@@ -39,6 +39,22 @@ POSITION_KINDS = ("learned", "sinusoidal", "rope")
 INIT_STD = 0.02
 
 
+def gpt2_initialise(model, *residual_streams: list) -> None:
+    """GPT-2's scheme: every Linear and embedding weight ~ N(0, 0.02), biases 0, and the layers that write into
+    a residual stream ~ N(0, 0.02 / sqrt(the number of writers of that stream)), so the stream's variance does
+    not grow with depth. An encoder-decoder has two streams, one per side."""
+    for module in model.modules():
+        if isinstance(module, Linear):
+            init.normal_(module.weight, std=INIT_STD)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (Embedding, LearnedPositionalEmbedding)):
+            init.normal_(module.weight, std=INIT_STD)
+    for writers in residual_streams:
+        for layer in writers:
+            init.normal_(layer.weight, std=INIT_STD / math.sqrt(len(writers)))
+
+
 class GPT(LanguageModel):
     def __init__(self, vocab_size: int, context_size: int = 64, embed_dim: int = 128, num_heads: int = 4,
                  num_layers: int = 4, dropout: float = 0.0, positions: str = "learned", tie_weights: bool = True,
@@ -67,16 +83,7 @@ class GPT(LanguageModel):
         self._initialise()
 
     def _initialise(self):
-        for module in self.modules():
-            if isinstance(module, Linear):
-                init.normal_(module.weight, std=INIT_STD)
-                if module.bias is not None:
-                    init.zeros_(module.bias)
-            elif isinstance(module, (Embedding, LearnedPositionalEmbedding)):
-                init.normal_(module.weight, std=INIT_STD)
-        for block in self.blocks:
-            for residual_output in (block.attn.out_proj, block.mlp_down):
-                init.normal_(residual_output.weight, std=INIT_STD / math.sqrt(2 * self.num_layers))
+        gpt2_initialise(self, [layer for block in self.blocks for layer in (block.attn.out_proj, block.mlp_down)])
 
     @property
     def config(self) -> dict:

@@ -21,12 +21,10 @@ Parameters (closed form in `parameter_count`; d_ff = mlp_ratio * d, with biases)
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from . import init
 from .decoder_block import DecoderBlock
+from .gpt import gpt2_initialise
 from .kv_cache import KVCache
 from .layers import Dropout, Embedding, LayerNorm, Linear
 from .positional import LearnedPositionalEmbedding
@@ -34,8 +32,6 @@ from .seq2seq_model import EncodedSource, Seq2SeqCache, Seq2SeqModel
 from .transformer_block import TransformerBlock
 from ..autograd import no_grad
 from ..tensor import Tensor
-
-INIT_STD = 0.02
 
 
 class TransformerDecoderCache(KVCache, Seq2SeqCache):
@@ -84,19 +80,11 @@ class TransformerEncoderDecoder(Seq2SeqModel):
         self._initialise()
 
     def _initialise(self):
-        """GPT-2's scheme (see gpt.py): N(0, 0.02) everywhere, the residual writers scaled by the stream's depth."""
-        for module in self.modules():
-            if isinstance(module, Linear):
-                init.normal_(module.weight, std=INIT_STD)
-                if module.bias is not None:
-                    init.zeros_(module.bias)
-            elif isinstance(module, (Embedding, LearnedPositionalEmbedding)):
-                init.normal_(module.weight, std=INIT_STD)
-        for blocks in (self.encoder_blocks, self.decoder_blocks):
-            writers = [layer for block in blocks for layer in (block.attn.out_proj, block.mlp_down)]
-            writers += [block.cross_attn.out_proj for block in blocks if isinstance(block, DecoderBlock)]
-            for layer in writers:
-                init.normal_(layer.weight, std=INIT_STD / math.sqrt(len(writers)))
+        """GPT-2's scheme (gpt.py); the residual writers are the attention, cross-attention and MLP outputs."""
+        encoder = [layer for block in self.encoder_blocks for layer in (block.attn.out_proj, block.mlp_down)]
+        decoder = [layer for block in self.decoder_blocks
+                   for layer in (block.attn.out_proj, block.cross_attn.out_proj, block.mlp_down)]
+        gpt2_initialise(self, encoder, decoder)
 
     @property
     def config(self) -> dict:
