@@ -52,7 +52,7 @@ def solve_task(name: str, mode: str = "full", kind: str = "transformer", seed: i
     model = build_seq2seq_model(kind, task, (low, high), budget["embed_dim"], budget["layers"])
     config = Seq2SeqTrainConfig(steps=budget["steps"], batch_size=budget["batch_size"], min_length=low,
                                 max_length=high, lr=budget["lr"], warmup_steps=min(100, budget["steps"] // 10),
-                                seed=seed)
+                                eval_every=max(1, budget["steps"] // 10), seed=seed)
     start = time.perf_counter()
     run = train_seq2seq(model, task, config, held_out=held_out, progress=verbose)
     wall = time.perf_counter() - start
@@ -60,7 +60,7 @@ def solve_task(name: str, mode: str = "full", kind: str = "transformer", seed: i
     beam = evaluate_seq2seq(model, held_out, task.vocabulary, search="beam", beam_width=4)
     result = {"task": name, "model": kind, "parameters": model.num_parameters(), "budget": budget,
               "held_out_examples": len(held_out), "train_seconds": run.seconds, "wall_seconds": wall,
-              "examples_per_s": run.examples_per_s, "final_train_loss": run.history[-1]["train_loss"],
+              "examples_per_s": run.examples_per_s, "train_loss_last_tenth": run.history[-1]["train_loss"],
               "exact_match_greedy": greedy["exact_match"], "exact_match_beam4": beam["exact_match"],
               "token_accuracy_teacher_forced": greedy["token_accuracy"]}
     if verbose:
