@@ -16,6 +16,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 from ..reference.matmul import matmul  # noqa: E402  (BLAS: see the note below)
 from .attention import attention_backward, attention_forward  # noqa: E402
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward  # noqa: E402
+from .embedding import embedding_backward  # noqa: E402
 from .gelu import gelu_backward, gelu_forward  # noqa: E402
 from .layer_norm import layer_norm_backward, layer_norm_forward  # noqa: E402
 from .softmax import softmax_backward, softmax_forward  # noqa: E402
@@ -29,5 +30,5 @@ from .softmax import softmax_backward, softmax_forward  # noqa: E402
 __all__ = [
     "matmul", "softmax_forward", "softmax_backward", "cross_entropy_forward", "cross_entropy_backward",
     "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward", "gelu_forward",
-    "gelu_backward",
+    "gelu_backward", "embedding_backward",
 ]

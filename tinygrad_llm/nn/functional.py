@@ -9,6 +9,7 @@ import numpy as np
 
 from ..ops.attention import ScaledDotProductAttention
 from ..ops.cross_entropy import CrossEntropy, SoftTargetCrossEntropy
+from ..ops.embedding import EmbeddingLookup
 from ..ops.layer_norm import LayerNorm
 from ..ops.softmax import LogSoftmax, Softmax
 from ..random import generator
@@ -215,11 +216,14 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
 
 
 def embedding(ids, weight: Tensor) -> Tensor:
-    """Rows of `weight` picked by integer ids; the gradient scatter-adds back into those rows."""
+    """Rows of `weight` (V, D) picked by integer ids (any shape) -> ids.shape + (D,); the gradient scatter-adds
+    back into those rows (in the active kernel set)."""
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be a (num_embeddings, embedding_dim) table, got shape {weight.shape}")
     ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
     if not np.issubdtype(ids.dtype, np.integer):
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
     if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
         bad = ids[(ids < 0) | (ids >= weight.shape[0])][0]
         raise IndexError(f"embedding: id {bad} is out of range for a table of {weight.shape[0]} rows (valid 0..{weight.shape[0] - 1})")
-    return weight[ids]
+    return EmbeddingLookup.apply(weight, ids=ids)
