@@ -23,13 +23,13 @@ MODEL_KINDS = ["transformer", "gru", "lstm", "gru-no-attention"]
 seeds = st.integers(0, 2**31 - 1)
 
 
-def make_model(kind: str, seed: int = 0, noise: float = 0.3):
+def make_model(kind: str, seed: int = 0, noise: float = 0.3, transformer_class=nn.TransformerEncoderDecoder):
     """A random float64 model; N(0, noise) on every parameter makes attention far from uniform, so a masking
-    or position bug moves the outputs by much more than rounding."""
+    or position bug moves the outputs by much more than rounding. transformer_class: a (broken) subclass."""
     tgl.manual_seed(seed)
     if kind == "transformer":
-        model = nn.TransformerEncoderDecoder(VOCAB, MAX_SOURCE, MAX_TARGET, embed_dim=8, num_heads=2,
-                                             num_encoder_layers=2, num_decoder_layers=2, mlp_ratio=2)
+        model = transformer_class(VOCAB, MAX_SOURCE, MAX_TARGET, embed_dim=8, num_heads=2,
+                                  num_encoder_layers=2, num_decoder_layers=2, mlp_ratio=2)
     else:
         cell = kind.split("-")[0]
         model = nn.RecurrentEncoderDecoder(VOCAB, cell, embed_dim=6, hidden_dim=8, attention="no-attention" not in kind)
@@ -127,12 +127,10 @@ def test_cached_decoding_equals_full_recomputation(kind, seed, chunks):
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, atol=1e-10)
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
-def test_reordered_cache_continues_the_selected_rows(kind):
+def check_reordered_cache_continues_the_selected_rows(model, rows=(2, 0, 2, 1)):
     """What beam search relies on: after cache.reorder(rows), decoding continues row rows[i] in row i."""
-    model = make_model(kind, 5)
     source, padding, decoder_input = random_batch(5, batch=3, target_length=4)
-    rows = np.array([2, 0, 2, 1])
+    rows = np.asarray(rows)
     expected = logits(model, source[rows], decoder_input[rows], padding[rows])[:, 2:]
     with tgl.no_grad():
         encoded = model.encode(source, padding)
@@ -141,6 +139,11 @@ def test_reordered_cache_continues_the_selected_rows(kind):
         cache.reorder(rows)
         got = model.decode(decoder_input[rows, 2:], encoded.select(rows), cache=cache).data
     np.testing.assert_allclose(got, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_reordered_cache_continues_the_selected_rows(kind):
+    check_reordered_cache_continues_the_selected_rows(make_model(kind, 5))
 
 
 @given(vocab=st.integers(4, 40), max_source=st.integers(1, 20), max_target=st.integers(1, 20),
