@@ -40,7 +40,6 @@ KERNEL_FUNCTIONS = {
     "attention": ["attention_forward", "attention_backward"],
     "gelu": ["gelu_forward", "gelu_backward"],
     "embedding": ["embedding_backward"],
-    "adam": ["adam_update"],
 }
 KERNEL_SET_PACKAGES = {"reference": "tinygrad_llm.kernels.reference", "numba": "tinygrad_llm.kernels.numba_cpu"}
 # The numba set's own matmul entry is BLAS (kernels/numba_cpu/__init__.py says why); the benchmark times the

@@ -34,8 +34,7 @@ from .timing import OtherLoad
 from .torch_twins import torch_optimizer, torch_training_step, torch_twin
 
 # Kernel functions a training step calls (Linear -> matmul; loss -> cross-entropy; GPT adds the rest).
-MLP_KERNELS = ("matmul", "cross_entropy_forward", "cross_entropy_backward", "embedding_backward",
-               "adam_update")
+MLP_KERNELS = ("matmul", "cross_entropy_forward", "cross_entropy_backward", "embedding_backward")
 GPT_KERNELS = MLP_KERNELS + ("layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward")
 
 # name -> (configuration, kernel functions it needs)
