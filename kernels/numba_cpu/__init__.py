@@ -14,7 +14,6 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 from ..reference.matmul import matmul  # noqa: E402  (BLAS: see the note below)
-from .adam import adam_update  # noqa: E402
 from .attention import attention_backward, attention_forward  # noqa: E402
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward  # noqa: E402
 from .embedding import embedding_backward  # noqa: E402
@@ -31,5 +30,5 @@ from .softmax import softmax_backward, softmax_forward  # noqa: E402
 __all__ = [
     "matmul", "softmax_forward", "softmax_backward", "cross_entropy_forward", "cross_entropy_backward",
     "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward", "gelu_forward",
-    "gelu_backward", "embedding_backward", "adam_update",
+    "gelu_backward", "embedding_backward",
 ]

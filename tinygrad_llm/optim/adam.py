@@ -10,16 +10,17 @@ about lr no matter how large or small its gradients are. On the first step m_hat
 every coordinate with a nonzero gradient moves by almost exactly lr. Without bias correction the first
 steps would be tiny, because m and v start at zero and take ~1/(1-beta) steps to warm up.
 
-The two classes differ only in how they apply weight decay (`gradient_with_l2`, `decoupled_decay`):
+The two classes differ only in how they apply weight decay (`apply_weight_decay`):
 - Adam adds the L2 penalty's gradient wd*w to g, so the decay also goes through m_hat/sqrt(v_hat): it is
   divided by the root-mean-square gradient. Weights with large or noisy gradients are barely decayed, and
   weights with tiny gradients are decayed hard; the regularisation strength depends on the gradient scale.
 - AdamW ("decoupled weight decay", Loshchilov & Hutter) shrinks w by lr*wd*w directly, outside the adaptive
   step, so every weight decays at the same rate whatever its gradients. This is what Transformers use.
 """
+import math
+
 import numpy as np
 
-from .. import kernels
 from .optimizer import Optimizer
 
 
@@ -38,21 +39,22 @@ class Adam(Optimizer):
     def init_state(self, param, group):
         return {"exp_avg": np.zeros_like(param.data), "exp_avg_sq": np.zeros_like(param.data)}
 
-    def gradient_with_l2(self, param, grad, group):
+    def apply_weight_decay(self, param, grad, group):
         """Adam's weight decay is classic L2: wd*w joins the gradient (and is then rescaled by 1/sqrt(v))."""
         return self.add_l2_penalty(grad, param, group)
 
-    def decoupled_decay(self, group) -> float:
-        """AdamW's decay rate, applied to the weights directly (none for Adam)."""
-        return 0.0
-
     def update(self, param, grad, group, state):
-        """The step above, in the active kernel set (the reference kernel is these formulas as NumPy lines;
-        the Numba one fuses them into a single pass)."""
+        grad = self.apply_weight_decay(param, grad, group)
         beta1, beta2 = group["betas"]
-        kernels.active().adam_update(param.data, self.gradient_with_l2(param, grad, group), state["exp_avg"],
-                                     state["exp_avg_sq"], group["lr"], beta1, beta2, group["eps"], state["step"],
-                                     self.decoupled_decay(group))
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg *= beta1
+        exp_avg += (1 - beta1) * grad
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * grad * grad
+        bias_correction1 = 1 - beta1 ** state["step"]
+        bias_correction2 = 1 - beta2 ** state["step"]
+        denominator = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + group["eps"]
+        param.data -= (group["lr"] / bias_correction1) * exp_avg / denominator
 
 
 class AdamW(Adam):
@@ -60,10 +62,7 @@ class AdamW(Adam):
                  weight_decay: float = 1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def gradient_with_l2(self, param, grad, group):
-        """AdamW leaves the gradient alone ..."""
+    def apply_weight_decay(self, param, grad, group):
+        """Decoupled decay: w *= 1 - lr*wd, independent of the gradients; the gradient goes on unchanged."""
+        param.data *= 1 - group["lr"] * group["weight_decay"]
         return grad
-
-    def decoupled_decay(self, group) -> float:
-        """... and shrinks w by lr*wd*w directly, independent of the gradients."""
-        return group["weight_decay"]
