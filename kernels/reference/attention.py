@@ -41,14 +41,26 @@ def _probabilities(scores, lse):
     return np.exp(scores - safe_lse)
 
 
-def attention_forward(q, k, v, causal=False, padding_mask=None, scale=None):
-    """(output (B, H, Tq, D), lse (B, H, Tq)); lse is -inf for a query that sees no key."""
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+def _scores_and_lse(q, k, causal, padding_mask, scale):
+    """The masked scores S (B, H, Tq, Tk) and each query's logsumexp (-inf where it sees no key)."""
     scores = _masked_scores(q, k, allowed_keys(q.shape[-2], k.shape[-2], causal, padding_mask, q.shape[0]), scale)
     row_max = scores.max(axis=-1, keepdims=True)
     row_max = np.where(np.isfinite(row_max), row_max, 0)
     with np.errstate(divide="ignore"):
         lse = (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
+    return scores, lse
+
+
+def attention_probabilities(q, k, causal=False, padding_mask=None, scale=None):
+    """P = softmax(S) (B, H, Tq, Tk), materialised: to look at (attention maps), never on the training path."""
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    return _probabilities(*_scores_and_lse(q, k, causal, padding_mask, scale))
+
+
+def attention_forward(q, k, v, causal=False, padding_mask=None, scale=None):
+    """(output (B, H, Tq, D), lse (B, H, Tq)); lse is -inf for a query that sees no key."""
+    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores, lse = _scores_and_lse(q, k, causal, padding_mask, scale)
     return (_probabilities(scores, lse) @ v).astype(q.dtype), lse.astype(q.dtype)
 
 

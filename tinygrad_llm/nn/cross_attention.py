@@ -18,11 +18,10 @@ computes them ONCE per source (`project_memory`) and reuses them at every step.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .attention import MultiHeadAttention
+from ..kernels.reference.attention import attention_probabilities
 from ..tensor import Tensor
 
 
@@ -30,7 +29,7 @@ class CrossAttention(MultiHeadAttention):
     """Multi-head attention whose queries come from `x` and whose keys and values come from the encoder.
 
     The fused attention kernel never stores the probabilities; with `record_weights` on, forward also
-    computes them in NumPy into `last_weights` (B, H, T, S), for plotting what each output reads.
+    computes them with the NumPy reference into `last_weights` (B, H, T, S), for plotting what each output reads.
     """
 
     record_weights = False
@@ -49,14 +48,6 @@ class CrossAttention(MultiHeadAttention):
             raise ValueError(f"CrossAttention: expected decoder states (B, T, {self.embed_dim}), got {x.shape}")
         q = self.split_heads(self.q_proj(x))
         if self.record_weights:
-            self.last_weights = self._probabilities(q.data, memory_keys.data, memory_padding)
+            self.last_weights = attention_probabilities(q.data, memory_keys.data, padding_mask=memory_padding)
         out = self.attend(q, memory_keys, memory_values, causal=False, padding_mask=memory_padding)
         return self.dropout(self.out_proj(self.merge_heads(out)))
-
-    def _probabilities(self, q: np.ndarray, k: np.ndarray, padding) -> np.ndarray:
-        """softmax(q k^T / sqrt(D)) with pads at -inf, materialised (B, H, T, S): for inspection only."""
-        scores = q @ np.swapaxes(k, -1, -2) / math.sqrt(self.head_dim)
-        if padding is not None:
-            scores = np.where(np.asarray(padding, dtype=bool)[:, None, None, :], -np.inf, scores)
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        return scores / scores.sum(axis=-1, keepdims=True)
