@@ -30,17 +30,26 @@ re-expresses them against the new max. Then
 and after the last tile o = acc / l and lse = m + log(l). This is EXACT (no approximation): it is the same
 sum regrouped. Forgetting alpha (tests/broken_kernels_attention.py) is right only while the max never moves.
 
+## Layout: queries along the vector lanes
+
+The kernel works on TRANSPOSED tiles: S^T (keys down, queries across), Q^T, O^T (D down, queries across).
+Then every per-query quantity (m, l, alpha, lse, the Jacobian term D_i) is a vector along the rows, and
+the softmax bookkeeping is plain element-wise loops over contiguous memory, which LLVM vectorises: the
+running max is `m[i] = max(m[i], s[j, i])` down the columns, 16 queries per AVX-512 instruction, with no
+horizontal reduction. Every product is `_matmul_ab` below, whose inner loop also runs along contiguous
+rows of width block_q or block_k (128). Small tiles (V^T, K^T, P, dS) are transposed into buffers where a
+product needs them the other way round: O(tile) copies against O(tile * D) multiply-adds.
+
 ## Memory traffic
 
 Naive attention writes and reads B*H*Tq*Tk scores, probabilities and (backward) their gradients: at T=1024,
 B=H=4 that is 64 MiB per matrix in float32, far outside every cache, so the kernel waits on memory. Here a
-task takes one block of BLOCK_Q queries (16 KiB at D=64, float32), then streams tiles of BLOCK_K keys and
-values (32 KiB each), which stay in L1/L2 while every query row of the block uses them: each key is read
-from memory once per query BLOCK, not once per query. The scores live in one (BLOCK_Q x BLOCK_K) buffer,
-one tile at a time. The only arrays written to memory are out (Tq x D) and lse (Tq): extra memory is
-O(T*D) (measured: 4 MiB at T=1024, B=H=4, D=64, against 192 MiB for the reference). With causal
-attention, key tiles entirely above the diagonal (after every query of the block) are never loaded:
-half the work.
+task takes one block of BLOCK_Q queries (32 KiB at D=64, float32), then streams tiles of BLOCK_K keys and
+values (32 KiB each), which stay in L1/L2 while every query of the block uses them: each key is read from
+memory once per query BLOCK, not once per query. The scores live in one (BLOCK_K x BLOCK_Q) buffer, one
+tile at a time. The only arrays written to memory are out (Tq x D) and lse (Tq): extra memory is O(T*D)
+(measured by `bench kernels`: about 4 MiB at T=1024, B=H=4, D=64, against 192 MiB for the reference). With
+causal attention, key tiles entirely after every query of the block are never loaded: half the work.
 
 ## The backward, recomputing instead of storing P
 
@@ -51,7 +60,8 @@ saved lse: one more Q K^T than storing P, but O(T*D) memory instead of O(T^2).
 
 Parallelism without races: the forward runs one task per (batch, head, query block): each task owns its
 rows of out and lse. The backward runs one task per (batch, head): dK and dV of a key tile accumulate over
-every query row and dQ of a row over every key tile, and all of them belong to the one (b, h) the task owns.
+every query block and dQ of a block over every key tile, and all of them belong to the one (b, h) the task
+owns.
 
 ## Numba details (see shared/PERFORMANCE_NOTES.md)
 - fastmath assumes no infinities: masked scores are a large finite negative (_NEG), never -inf; the
@@ -71,101 +81,60 @@ from numba import prange
 
 from .fast_math import fast_exp, maxnum
 
-BLOCK_Q = 64   # query rows per forward task
+BLOCK_Q = 128  # queries per tile: the vector axis of every per-query loop
 BLOCK_K = 128  # keys per tile: a (BLOCK_K x D) tile of K and of V, 32 KiB each at D=64 in float32: L1/L2-sized
 _NEG = -1e30   # "minus infinity" for masked scores: finite, because fastmath code assumes no infinities
 
 
-# ------------------------------------------------------------------ two building blocks LLVM can vectorise
 # ------------------------------------------------------------------ pieces shared by forward and backward
 @numba.njit(cache=True, fastmath=True)
-def _matmul_abt(a, b, c, m, n, kd, accumulate, zero):
-    """c[:m, :n] = a[:m, :kd] @ b[:n, :kd].T (or += when accumulate): every product in attention, as rows.
+def _matmul_ab(a, b, c, m, n, kd, accumulate, zero):
+    """c[:m, :n] = a[:m, :kd] @ b[:kd, :n] (or += when accumulate); rows of b and c are contiguous.
 
-    All six products of attention (Q K^T and P V forward; Q K^T, dO V^T, P^T dO, dS^T Q and dS K backward)
-    are written in this one form, both operands read along contiguous rows, by passing transposed tiles
-    where needed (V^T, K^T, P^T, dS^T, Q^T and dO^T tiles are copied into small buffers: O(tile) work
-    against O(tile * D) multiply-adds). A 4 x 4 block of c is 16 dot products kept in registers while
-    the loop over kd runs: each loaded element of a is used 4 times and of b 4 times, and LLVM vectorises
-    the kd loop (16 vector accumulators). Rows and columns left over (m or n not a multiple of 4) take
-    a plain loop.
+    Every product in attention is written in this one form. Row i of c is built as a sum of rows of b,
+    c[i, :] += a[i, t] * b[t, :], so the innermost loop runs along a contiguous row (j = 0..n) and LLVM
+    vectorises it: 16 float32 lanes per AVX-512 instruction, no horizontal sums. Two rows of c and four
+    rows of b per pass: each loaded element of b feeds 2 rows, and each load and store of c carries 4
+    multiply-adds. The rows of c stay in L1 between passes (a 128-wide float32 row is 512 bytes).
 
-    Where it loses to BLAS: each dot product ends with a horizontal sum of its vector accumulator
-    (about 8 shuffle-and-add instructions). With kd = D = 64 that is as much work as the 4 vector FMAs
-    that produced it, so this tile runs at about 0.6x numpy's BLAS at 64 x 64 x 64. BLAS micro-kernels
-    avoid it by vectorising over the output's columns (outer products), which Numba compiles poorly
-    (shared/PERFORMANCE_NOTES.md, trap 8).
+    Measured on this project's machine, one thread, float32 (64 x 128) = (64 x 64) @ (64 x 128): about
+    95 GFLOP/s, level with numpy's BLAS at that size; a 4 x 4 dot-product register tile (the form that
+    wins for big matrices, blocked_matmul.py) reached 45-60 here, because with kd = D = 64 each dot
+    product's closing horizontal sum costs as much as the multiply-adds before it. The loop wants n large:
+    at n = 64 it ran at about half that speed (per-pass overhead, and the checks LLVM inserts that c and
+    b do not overlap), which is why the tiles put 128 queries or 128 keys along n.
     """
-    m4, n4 = m - m % 4, n - n % 4
-    for i in range(0, m4, 4):
-        a0, a1, a2, a3 = a[i], a[i + 1], a[i + 2], a[i + 3]
-        for j in range(0, n4, 4):
-            b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-            for t in range(kd):
-                x0, x1, x2, x3 = a0[t], a1[t], a2[t], a3[t]
-                y0, y1, y2, y3 = b0[t], b1[t], b2[t], b3[t]
-                s00 += x0 * y0
-                s01 += x0 * y1
-                s02 += x0 * y2
-                s03 += x0 * y3
-                s10 += x1 * y0
-                s11 += x1 * y1
-                s12 += x1 * y2
-                s13 += x1 * y3
-                s20 += x2 * y0
-                s21 += x2 * y1
-                s22 += x2 * y2
-                s23 += x2 * y3
-                s30 += x3 * y0
-                s31 += x3 * y1
-                s32 += x3 * y2
-                s33 += x3 * y3
-            if accumulate:
-                s00 += c[i, j]
-                s01 += c[i, j + 1]
-                s02 += c[i, j + 2]
-                s03 += c[i, j + 3]
-                s10 += c[i + 1, j]
-                s11 += c[i + 1, j + 1]
-                s12 += c[i + 1, j + 2]
-                s13 += c[i + 1, j + 3]
-                s20 += c[i + 2, j]
-                s21 += c[i + 2, j + 1]
-                s22 += c[i + 2, j + 2]
-                s23 += c[i + 2, j + 3]
-                s30 += c[i + 3, j]
-                s31 += c[i + 3, j + 1]
-                s32 += c[i + 3, j + 2]
-                s33 += c[i + 3, j + 3]
-            c[i, j], c[i, j + 1], c[i, j + 2], c[i, j + 3] = s00, s01, s02, s03
-            c[i + 1, j], c[i + 1, j + 1], c[i + 1, j + 2], c[i + 1, j + 3] = s10, s11, s12, s13
-            c[i + 2, j], c[i + 2, j + 1], c[i + 2, j + 2], c[i + 2, j + 3] = s20, s21, s22, s23
-            c[i + 3, j], c[i + 3, j + 1], c[i + 3, j + 2], c[i + 3, j + 3] = s30, s31, s32, s33
-        for j in range(n4, n):                  # leftover columns: 4 x 1
-            bj = b[j]
-            s0 = s1 = s2 = s3 = zero
-            for t in range(kd):
-                y = bj[t]
-                s0 += a0[t] * y
-                s1 += a1[t] * y
-                s2 += a2[t] * y
-                s3 += a3[t] * y
-            if accumulate:
-                s0 += c[i, j]
-                s1 += c[i + 1, j]
-                s2 += c[i + 2, j]
-                s3 += c[i + 3, j]
-            c[i, j], c[i + 1, j], c[i + 2, j], c[i + 3, j] = s0, s1, s2, s3
-    for i in range(m4, m):                      # leftover rows: 1 x 1
-        ai = a[i]
-        for j in range(n):
-            bj = b[j]
-            total = zero
-            for t in range(kd):
-                total += ai[t] * bj[t]
-            c[i, j] = total + c[i, j] if accumulate else total
+    kd4 = kd - kd % 4
+    m2 = m - m % 2
+    for i in range(0, m2, 2):
+        c0, c1 = c[i], c[i + 1]
+        a0, a1 = a[i], a[i + 1]
+        if not accumulate:
+            for j in range(n):
+                c0[j] = zero
+                c1[j] = zero
+        for t in range(0, kd4, 4):
+            x0, x1, x2, x3 = a0[t], a0[t + 1], a0[t + 2], a0[t + 3]
+            y0, y1, y2, y3 = a1[t], a1[t + 1], a1[t + 2], a1[t + 3]
+            b0, b1, b2, b3 = b[t], b[t + 1], b[t + 2], b[t + 3]
+            for j in range(n):
+                p0, p1, p2, p3 = b0[j], b1[j], b2[j], b3[j]
+                c0[j] += x0 * p0 + x1 * p1 + x2 * p2 + x3 * p3
+                c1[j] += y0 * p0 + y1 * p1 + y2 * p2 + y3 * p3
+        for t in range(kd4, kd):                # kd not a multiple of 4
+            x0, y0, b0 = a0[t], a1[t], b[t]
+            for j in range(n):
+                c0[j] += x0 * b0[j]
+                c1[j] += y0 * b0[j]
+    for i in range(m2, m):                      # m odd: the last row alone
+        c0, a0 = c[i], a[i]
+        if not accumulate:
+            for j in range(n):
+                c0[j] = zero
+        for t in range(kd):
+            x0, b0 = a0[t], b[t]
+            for j in range(n):
+                c0[j] += x0 * b0[j]
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -178,11 +147,23 @@ def _transpose_into(x, rows, cols, xt):
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
-def _mask_row(srow, kn, last_visible, pad_tile, use_pad, neg):
-    """Set masked scores to `neg`: keys j > last_visible (causal) and padded keys."""
+def _mask_scores_t(st, kn, qn, k0, q0, offset, pad, b, use_pad, causal, neg):
+    """Set the masked entries of a transposed score tile st[:kn, :qn] (keys k0.., queries q0..) to `neg`.
+
+    Key k0 + j is hidden from query q0 + i when it is padding, or (causal) when k0 + j > q0 + i + offset,
+    i.e. from the queries i < k0 + j - offset - q0: a prefix of row j. Tiles before the diagonal have no
+    such prefix and cost one comparison per row.
+    """
     for j in range(kn):
-        hidden = (j > last_visible) or (use_pad and pad_tile[j])
-        srow[j] = neg if hidden else srow[j]
+        if use_pad and pad[b, k0 + j]:
+            hidden = qn
+        elif causal:
+            hidden = min(max(k0 + j - offset - q0, 0), qn)
+        else:
+            hidden = 0
+        srow = st[j]
+        for i in range(hidden):
+            srow[i] = neg
 
 
 # ------------------------------------------------------------------ forward
@@ -200,58 +181,56 @@ def _forward_kernel(q, k, v, pad, use_pad, causal, scale, zero, neg, block_q, bl
         b, h, qb = task // (H * n_qblocks), (task // n_qblocks) % H, task % n_qblocks
         q0 = qb * block_q
         qn = min(block_q, Tq - q0)
-        qs = np.empty((qn, D), q.dtype)        # this block's queries, pre-multiplied by scale
+        qst = np.empty((D, qn), q.dtype)        # (Q scale)^T of this block
         for i in range(qn):
-            qrow, qsrow = q[b, h, q0 + i], qs[i]
+            qrow = q[b, h, q0 + i]
             for d in range(D):
-                qsrow[d] = qrow[d] * scale
-        acc = out[b, h, q0:q0 + qn]            # the running sum_j p_j v_j lives in the output rows
-        acc[:] = zero
-        m = np.full(qn, neg, q.dtype)          # running max per row
-        l = np.zeros(qn, q.dtype)              # running sum of exp(s - m) per row
-        s = np.empty((qn, block_k), q.dtype)   # scores, then probabilities, of one tile: never T x T
+                qst[d, i] = qrow[d] * scale
+        ot = np.zeros((D, qn), q.dtype)         # acc^T: the running sum_j p_ij v_j, one column per query
+        m = np.full(qn, neg, q.dtype)           # running max per query
+        l = np.zeros(qn, q.dtype)               # running sum of exp(s - m) per query
+        alpha = np.empty(qn, q.dtype)
+        st = np.empty((block_k, qn), q.dtype)   # S^T, then P^T, of one key tile: never T x T
         vt = np.empty((D, block_k), q.dtype)
-        # Causal: keys after the block's last query + offset are invisible to every row of the block,
+        # Causal: keys after the block's last query + offset are invisible to every query of the block,
         # so the loop stops there: the tiles above the diagonal are never touched.
         k_end = min(Tk, q0 + qn + offset) if causal else Tk
         for k0 in range(0, max(k_end, 0), block_k):
             kn = min(block_k, k_end - k0)
-            _matmul_abt(qs, k[b, h, k0:k0 + kn], s, qn, kn, D, False, zero)    # S = (Q scale) K^T
-            pad_tile = pad[b, k0:k0 + kn]
-            # Only tiles that cross the diagonal (or hold padding) need the per-score mask.
-            needs_mask = use_pad or (causal and k0 + kn - 1 > q0 + offset)
+            _matmul_ab(k[b, h, k0:k0 + kn], qst, st, kn, qn, D, False, zero)    # S^T = K (Q scale)^T
+            _mask_scores_t(st, kn, qn, k0, q0, offset, pad, b, use_pad, causal, neg)
             for i in range(qn):
-                srow = s[i]
-                if needs_mask:
-                    last = q0 + i + offset - k0 if causal else kn
-                    _mask_row(srow, kn, last, pad_tile, use_pad, neg)
-                tile_max = neg
-                for j in range(kn):
-                    tile_max = maxnum(tile_max, srow[j])
-                m_new = maxnum(m[i], tile_max)
-                alpha = fast_exp(m[i] - m_new)      # rescales what was summed against the old max
-                row_sum = zero
-                for j in range(kn):
-                    p = fast_exp(srow[j] - m_new)
-                    p = p if srow[j] > neg else zero  # masked keys contribute exactly 0
-                    srow[j] = p
-                    row_sum += p
-                l[i] = l[i] * alpha + row_sum
-                m[i] = m_new
-                if alpha != 1:
-                    arow = acc[i]
-                    for d in range(D):
-                        arow[d] *= alpha
+                alpha[i] = m[i]                 # the old max, for now
+            for j in range(kn):                 # the new max: down the columns, 16 queries at a time
+                srow = st[j]
+                for i in range(qn):
+                    m[i] = maxnum(m[i], srow[i])
+            for i in range(qn):
+                alpha[i] = fast_exp(alpha[i] - m[i])    # rescales what was summed against the old max
+                l[i] *= alpha[i]
+            for d in range(D):
+                orow = ot[d]
+                for i in range(qn):
+                    orow[i] *= alpha[i]
+            for j in range(kn):
+                srow = st[j]
+                for i in range(qn):
+                    p = fast_exp(srow[i] - m[i])
+                    p = p if srow[i] > neg else zero    # masked keys contribute exactly 0
+                    srow[i] = p
+                    l[i] += p
             _transpose_into(v[b, h, k0:k0 + kn], kn, D, vt)
-            _matmul_abt(s, vt, acc, qn, D, kn, True, zero)                     # acc += P V
+            _matmul_ab(vt, st, ot, D, qn, kn, True, zero)                      # acc^T += V^T P^T
         for i in range(qn):
+            orow = out[b, h, q0 + i]
             if l[i] > zero:
-                li = l[i]
-                arow = acc[i]
+                inv = 1 / l[i]
                 for d in range(D):
-                    arow[d] /= li
-                lse[b, h, q0 + i] = m[i] + np.log(li)
+                    orow[d] = ot[d, i] * inv
+                lse[b, h, q0 + i] = m[i] + np.log(l[i])
             else:                               # sees no key: zeros, and lse = -inf set by the caller
+                for d in range(D):
+                    orow[d] = zero
                 lse[b, h, q0 + i] = neg
 
 
@@ -259,74 +238,75 @@ def _forward_kernel(q, k, v, pad, use_pad, causal, scale, zero, neg, block_q, bl
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def _backward_kernel(q, k, v, out, lse, grad_out, pad, use_pad, causal, scale, zero, neg, block_q, block_k,
                      dq, dk, dv):
-    """dq, dk, dv (zero-filled on entry), one (batch, head) per task. lse: finite (0 where no key)."""
+    """Fill dq, dk, dv, one (batch, head) per task. lse: finite (0 for a query that sees no key)."""
     B, H, Tq, D = q.shape
     Tk = k.shape[2]
     offset = Tk - Tq
+    n_qblocks = (Tq + block_q - 1) // block_q
     for bh in prange(B * H):
         b, h = bh // H, bh % H
+        # Per query block, transposed: (Q scale)^T, dO^T and the dQ^T accumulator; O(T*D) per task.
+        qst = np.zeros((n_qblocks, D, block_q), q.dtype)
+        got = np.zeros((n_qblocks, D, block_q), q.dtype)
+        dqt = np.zeros((n_qblocks, D, block_q), q.dtype)
         # D_i = rowsum(dO_i * O_i) = sum_j P_ij dP_ij: the softmax Jacobian term, one number per query.
         delta = np.empty(Tq, q.dtype)
-        qs = np.empty((Tq, D), q.dtype)
         for i in range(Tq):
-            orow, grow, qrow, qsrow = out[b, h, i], grad_out[b, h, i], q[b, h, i], qs[i]
+            orow, grow, qrow = out[b, h, i], grad_out[b, h, i], q[b, h, i]
+            qb, col = i // block_q, i % block_q
             total = zero
             for d in range(D):
                 total += orow[d] * grow[d]
-                qsrow[d] = qrow[d] * scale
+                qst[qb, d, col] = qrow[d] * scale
+                got[qb, d, col] = grow[d]
             delta[i] = total
-        p = np.empty((block_q, block_k), q.dtype)      # P of one (query block, key tile)
-        ds = np.empty((block_q, block_k), q.dtype)     # dP, then dS, of the same tile
-        pt = np.empty((block_k, block_q), q.dtype)
-        dst = np.empty((block_k, block_q), q.dtype)
-        qt = np.empty((D, block_q), q.dtype)
-        got = np.empty((D, block_q), q.dtype)
+        pt = np.empty((block_k, block_q), q.dtype)     # S^T, then P^T, of one (key tile, query block)
+        dst = np.empty((block_k, block_q), q.dtype)    # dP^T, then dS^T
+        p = np.empty((block_q, block_k), q.dtype)
+        ds = np.empty((block_q, block_k), q.dtype)
         kt = np.empty((D, block_k), q.dtype)
-        dk_tile = np.empty((block_k, D), q.dtype)
-        dv_tile = np.empty((block_k, D), q.dtype)
+        dkt = np.empty((D, block_k), q.dtype)          # dK^T and dV^T of the key tile
+        dvt = np.empty((D, block_k), q.dtype)
         for k0 in range(0, Tk, block_k):
             kn = min(block_k, Tk - k0)
             # Causal: queries before k0 - offset see none of this tile's keys.
-            i_start = max(0, k0 - offset) if causal else 0
-            if i_start >= Tq:
+            first_query = max(0, k0 - offset) if causal else 0
+            if first_query >= Tq:
                 break
             k_tile, v_tile = k[b, h, k0:k0 + kn], v[b, h, k0:k0 + kn]
             _transpose_into(k_tile, kn, D, kt)
-            pad_tile = pad[b, k0:k0 + kn]
-            dk_tile[:] = zero
-            dv_tile[:] = zero
-            for q0 in range(i_start, Tq, block_q):
+            dkt[:] = zero
+            dvt[:] = zero
+            for qb in range(first_query // block_q, n_qblocks):
+                q0 = qb * block_q
                 qn = min(block_q, Tq - q0)
                 # P_ij = exp(S_ij - lse_i), rebuilt from the saved lse (nothing was stored).
-                _matmul_abt(qs[q0:q0 + qn], k_tile, p, qn, kn, D, False, zero)
-                g_blk = grad_out[b, h, q0:q0 + qn]
-                _matmul_abt(g_blk, v_tile, ds, qn, kn, D, False, zero)        # dP = dO V^T
-                for i in range(qn):
-                    prow, dsrow = p[i], ds[i]
-                    if use_pad or (causal and k0 + kn - 1 > q0 + i + offset):
-                        _mask_row(prow, kn, q0 + i + offset - k0 if causal else kn, pad_tile, use_pad, neg)
-                    lse_i, delta_i = lse[b, h, q0 + i], delta[q0 + i]
-                    for j in range(kn):
-                        e = fast_exp(prow[j] - lse_i)
-                        e = e if prow[j] > neg else zero
-                        prow[j] = e
-                        dsrow[j] = e * (dsrow[j] - delta_i)                    # dS = P (dP - D_i)
-                _transpose_into(p, qn, kn, pt)
-                _transpose_into(ds, qn, kn, dst)
-                _transpose_into(g_blk, qn, D, got)
-                _transpose_into(q[b, h, q0:q0 + qn], qn, D, qt)
-                _matmul_abt(pt, got, dv_tile, kn, D, qn, True, zero)          # dV += P^T dO
-                _matmul_abt(dst, qt, dk_tile, kn, D, qn, True, zero)          # dK += dS^T Q
-                _matmul_abt(ds, kt, dq[b, h, q0:q0 + qn], qn, D, kn, True, zero)  # dQ += dS K
+                _matmul_ab(k_tile, qst[qb], pt, kn, qn, D, False, zero)          # S^T = K (Q scale)^T
+                _matmul_ab(v_tile, got[qb], dst, kn, qn, D, False, zero)         # dP^T = V dO^T
+                _mask_scores_t(pt, kn, qn, k0, q0, offset, pad, b, use_pad, causal, neg)
+                lse_block, delta_block = lse[b, h, q0:q0 + qn], delta[q0:q0 + qn]
+                for j in range(kn):
+                    prow, dsrow = pt[j], dst[j]
+                    for i in range(qn):
+                        e = fast_exp(prow[i] - lse_block[i])
+                        e = e if prow[i] > neg else zero
+                        prow[i] = e
+                        dsrow[i] = e * (dsrow[i] - delta_block[i])                # dS = P (dP - D_i)
+                _transpose_into(pt, kn, qn, p)
+                _transpose_into(dst, kn, qn, ds)
+                _matmul_ab(got[qb], p, dvt, D, kn, qn, True, zero)              # dV^T += dO^T P
+                _matmul_ab(qst[qb], ds, dkt, D, kn, qn, True, zero)             # dK^T += (Q scale)^T dS
+                _matmul_ab(kt, dst, dqt[qb], D, qn, kn, True, zero)             # dQ^T += K^T dS^T
             for j in range(kn):
-                dkrow, dvrow, dkt, dvt = dk[b, h, k0 + j], dv[b, h, k0 + j], dk_tile[j], dv_tile[j]
+                dkrow, dvrow = dk[b, h, k0 + j], dv[b, h, k0 + j]
                 for d in range(D):
-                    dkrow[d] = dkt[d] * scale
-                    dvrow[d] = dvt[d]
+                    dkrow[d] = dkt[d, j]
+                    dvrow[d] = dvt[d, j]
         for i in range(Tq):
             dqrow = dq[b, h, i]
+            qb, col = i // block_q, i % block_q
             for d in range(D):
-                dqrow[d] *= scale
+                dqrow[d] = dqt[qb, d, col] * scale
 
 
 # ------------------------------------------------------------------ the contract
