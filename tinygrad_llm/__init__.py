@@ -7,6 +7,7 @@
 """
 import importlib
 
+from . import thread_pools  # first: it sets OpenBLAS up before numpy is imported
 from . import data, nn, optim, testing
 from .autograd import is_grad_enabled, no_grad
 from .creation import arange, full, ones, ones_like, rand, randint, randn, tensor, zeros, zeros_like

@@ -311,64 +311,54 @@ def _run_case(case: Case, kernel_sets: dict, torch=None, repeats: int = 5) -> di
 # ---------------------------------------------------------------------------------------------------------
 # The thread-pool fight: a Numba parallel kernel and a numpy BLAS call, alternating
 # ---------------------------------------------------------------------------------------------------------
-def _parallel_row_sums(x, out):  # a stand-in parallel kernel, used only while the library has none
-    import numba
-    for i in numba.prange(x.shape[0]):
-        total = np.float32(0)
-        for j in range(x.shape[1]):
-            total += x[i, j]
-        out[i] = total
-
-
 def thread_fight(numba_functions: dict, repeats: int = 5, tiny: bool = False) -> dict:
-    """Per-iteration time of (numba kernel; 128x128 sgemm) alternating, against the two run alone.
+    """Per-iteration time of (numba kernel; numpy BLAS product) alternating, against the two run alone.
 
     Under a spinning thread pool (Numba's OpenMP layer, OpenBLAS's busy-waiting threads) each library's
     idle threads burn the cores the other one needs; the fight ratio alternating / (numba alone + BLAS alone)
-    is ~1 when the pools get along and was measured ~8 on this project's machines when they fight.
+    is ~1 when the pools get along. Measured on this project's machines: ~8 under Numba's OpenMP layer
+    (PERFORMANCE_NOTES.md), and ~2 for the attention pair under OpenBLAS's default spin time
+    (tinygrad_llm/thread_pools.py). Two pairs: a short kernel with a small product (hand-off costs
+    dominate) and a long kernel after a bigger product (a spinning pool steals the kernel's cores).
     """
-    try:
-        import numba  # noqa: F401
-
-        importlib.import_module("tinygrad_llm.kernels.numba_cpu")  # the library's threading-layer choice
-    except Exception as error:
-        return {"skipped": f"numba kernels do not import: {type(error).__name__}: {error}"}
-    rng = _rng()
-    rows, cols = (64, 32) if tiny else (768, 256)
-    x = rng.standard_normal((rows, cols), dtype=np.float32)
-    a = rng.standard_normal((128, 128), dtype=np.float32)
-    b = rng.standard_normal((128, 128), dtype=np.float32)
-    if "softmax_forward" in numba_functions:
-        kernel_name, numba_call = f"numba_cpu softmax_forward {x.shape}", lambda: numba_functions["softmax_forward"](x)
-    elif "matmul" in numba_functions:
-        kernel_name, numba_call = "numba_cpu matmul 128x128", lambda: numba_functions["matmul"](a, b)
-    else:
-        import numba
-
-        stand_in = numba.njit(parallel=True, cache=True)(_parallel_row_sums)
-        out = np.empty(rows, dtype=np.float32)
-        kernel_name, numba_call = f"stand-in prange row sums {x.shape} (no library kernel yet)", lambda: stand_in(x, out)
-    blas_call = lambda: a @ b  # noqa: E731
-
-    def alternate():
-        numba_call()
-        blas_call()
-
-    numba_alone = time_call(numba_call, repeats=repeats)
-    blas_alone = time_call(blas_call, repeats=repeats)
-    both = time_call(alternate, repeats=repeats)
+    needed = ("softmax_forward", "attention_forward")
+    if not all(name in numba_functions for name in needed):
+        return {"skipped": f"the numba set lacks {[n for n in needed if n not in numba_functions]}"}
     import numba
 
+    from ..thread_pools import openblas_thread_timeout
+
+    rng = _rng()
+    rows, cols, t, n_big = (64, 32, 64, 64) if tiny else (768, 256, 1024, 512)
+    x = rng.standard_normal((rows, cols), dtype=np.float32)
+    q, k, v = (rng.standard_normal((4, 4, t, 64), dtype=np.float32) for _ in range(3))
+    small = rng.standard_normal((128, 128), dtype=np.float32)
+    big = rng.standard_normal((n_big, n_big), dtype=np.float32)
+    pairs = [(f"numba_cpu softmax_forward {x.shape}", lambda: numba_functions["softmax_forward"](x),
+              "numpy float32 128x128 @ 128x128", lambda: small @ small),
+             (f"numba_cpu attention_forward causal B=4 H=4 T={t} D=64",
+              lambda: numba_functions["attention_forward"](q, k, v, causal=True),
+              f"numpy float32 {n_big}x{n_big} @ {n_big}x{n_big}", lambda: big @ big)]
+    results = []
+    for kernel_name, numba_call, blas_name, blas_call in pairs:
+        def alternate(numba_call=numba_call, blas_call=blas_call):
+            numba_call()
+            blas_call()
+
+        numba_alone = time_call(numba_call, repeats=repeats)
+        blas_alone = time_call(blas_call, repeats=repeats)
+        both = time_call(alternate, repeats=repeats)
+        alone = numba_alone.median_s + blas_alone.median_s
+        results.append({"numba_kernel": kernel_name, "blas_call": blas_name,
+                        "numba_alone_us": numba_alone.median_s * 1e6, "blas_alone_us": blas_alone.median_s * 1e6,
+                        "alternating_us": both.median_s * 1e6, "sum_alone_us": alone * 1e6,
+                        "fight_ratio": both.median_s / alone})
     try:
         layer = numba.threading_layer()
     except ValueError:
         layer = None
-    alone = numba_alone.median_s + blas_alone.median_s
-    return {"numba_kernel": kernel_name, "blas_call": "numpy float32 128x128 @ 128x128",
-            "numba_alone_us": numba_alone.median_s * 1e6, "blas_alone_us": blas_alone.median_s * 1e6,
-            "alternating_us": both.median_s * 1e6, "sum_alone_us": alone * 1e6,
-            "fight_ratio": both.median_s / alone, "threading_layer": layer,
-            "numba_config_threading_layer": numba.config.THREADING_LAYER, "numba_num_threads": numba.config.NUMBA_NUM_THREADS}
+    return {"pairs": results, "threading_layer": layer, "numba_config_threading_layer": numba.config.THREADING_LAYER,
+            "numba_num_threads": numba.config.NUMBA_NUM_THREADS, "openblas_thread_timeout": openblas_thread_timeout()}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -537,7 +527,7 @@ def _load_average():
 
 def machine_info(torch=None) -> dict:
     env_names = ["OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
-                 "NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "TGL_KERNELS"]
+                 "NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "TGL_KERNELS", "OPENBLAS_THREAD_TIMEOUT"]
     try:
         blas_build = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     except Exception as error:  # older numpy
@@ -731,10 +721,14 @@ def _table_rows(row: dict) -> str:
 def _describe_fight(fight: dict) -> str:
     if "skipped" in fight:
         return f"Thread-pool fight: skipped ({fight['skipped']})"
-    return (f"Thread-pool fight ({fight['numba_kernel']} alternating with {fight['blas_call']}; numba threading layer "
-            f"{fight['threading_layer']}): numba alone {fight['numba_alone_us']:.1f} us, BLAS alone "
-            f"{fight['blas_alone_us']:.1f} us, alternating {fight['alternating_us']:.1f} us per iteration = "
-            f"{fight['fight_ratio']:.2f}x the sum of the two alone")
+    timeout = fight["openblas_thread_timeout"]
+    lines = [f"Thread-pool fight (numba threading layer {fight['threading_layer']}; OpenBLAS spins 2^{timeout['log2_cycles']} "
+             f"cycles after a product, set by {timeout['source']}):"]
+    for pair in fight["pairs"]:
+        lines.append(f"  {pair['numba_kernel']} alternating with {pair['blas_call']}: numba alone {pair['numba_alone_us']:.1f} us, "
+                     f"BLAS alone {pair['blas_alone_us']:.1f} us, alternating {pair['alternating_us']:.1f} us per iteration = "
+                     f"{pair['fight_ratio']:.2f}x the sum of the two alone")
+    return "\n".join(lines)
 
 
 def _describe_memory(memory: list) -> str:
