@@ -26,6 +26,24 @@ def _run(argv):
     return args.func(args)
 
 
+def test_bench_kernels_runs_reports_the_median_of_each_target(tmp_path):
+    out, plot = tmp_path / "kernels.json", tmp_path / "roofline.png"
+    argv = ["bench", "kernels", "--tiny", "--runs", "3", "--only", "softmax", "attention", "--no-torch",
+            "--out", str(out), "--plot", str(plot)]
+    assert _run(argv) == 0
+    summary = json.loads(out.read_text())
+    assert summary["meta"]["runs"] == 3 and len(summary["meta"]["dates"]) == 3
+    assert summary["targets_median"], "the tiny ladder still has softmax and attention targets"
+    for target in summary["targets_median"]:
+        runs = [v for v in target["runs"] if v is not None]
+        assert len(target["runs"]) == 3
+        assert target["measured"] == sorted(runs)[len(runs) // 2]   # three runs: the middle one
+    for case in summary["cases_median"]:
+        for timing in case["sets"].values():
+            assert timing["median_ms"] == sorted(timing["runs_ms"])[1]
+    assert plot.exists() and len(summary["thread_fight"]) == 3
+
+
 def test_timer_reports_first_call_and_median():
     calls = []
     timing = time_call(lambda: calls.append(1), repeats=3, warmup=2)

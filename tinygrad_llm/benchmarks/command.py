@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     kernels.add_argument("--plot", default="bench_kernels_roofline.png", help="roofline PNG (default: %(default)s)")
     kernels.add_argument("--only", nargs="+", metavar="KERNEL",
                          help="only the cases whose kernel name starts with one of these, e.g. matmul attention")
+    kernels.add_argument("--runs", type=int, default=1,
+                         help="run the whole ladder N times and report each target's median (default: %(default)s)")
     kernels.set_defaults(func=_run_kernels)
 
     train = actions.add_parser(
@@ -90,11 +92,14 @@ def _mode(args) -> str:
 
 
 def _run_kernels(args) -> int:
-    from .kernels import run_kernel_benchmark
+    from .kernels import run_kernel_benchmark, run_kernel_benchmark_runs
 
-    run_kernel_benchmark(_mode(args), repeats=args.repeats, out=args.out, plot=args.plot, sets=tuple(args.sets),
-                         use_torch=not args.no_torch, only=args.only,
-                         threads=args.threads)
+    options = dict(mode=_mode(args), repeats=args.repeats, sets=tuple(args.sets), use_torch=not args.no_torch,
+                   only=args.only, threads=args.threads)
+    if args.runs > 1:
+        run_kernel_benchmark_runs(args.runs, out=args.out, plot=args.plot, **options)
+    else:
+        run_kernel_benchmark(out=args.out, plot=args.plot, **options)
     return 0
 
 

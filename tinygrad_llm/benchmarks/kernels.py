@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import platform
+import statistics
 import sys
 import tracemalloc
 from dataclasses import dataclass
@@ -624,6 +625,57 @@ def run_kernel_benchmark(mode: str = "full", repeats: int | None = None, out="be
     return report
 
 
+def run_kernel_benchmark_runs(runs: int, out="bench_kernels.json", plot="bench_kernels_roofline.png",
+                              verbose: bool = True, **options) -> dict:
+    """Run the whole ladder `runs` times in one process and report each target's MEDIAN over the runs.
+
+    One run's ratios swing ~30% on a shared machine (one burst of load, a noisy neighbour); the median of
+    several runs is the figure to quote. Writes `out` with the median targets, every run's targets and the
+    median time of every case, and the roofline of the last run to `plot`.
+    """
+    if runs < 1:
+        raise ValueError(f"bench kernels: --runs must be at least 1, got {runs}")
+    say = print if verbose else (lambda *a, **k: None)
+    reports = []
+    for run in range(runs):
+        say(f"\n===== run {run + 1} of {runs} =====")
+        last = run == runs - 1
+        reports.append(run_kernel_benchmark(out=None, plot=plot if last else None, verbose=verbose, **options))
+    summary = summarise_runs(reports)
+    say(_describe_targets(summary["targets_median"], f"median of {runs} runs"))
+    if out:
+        with open(out, "w") as handle:
+            json.dump(summary, handle, indent=1, default=str)
+        say(f"\nWrote {out}")
+    return summary
+
+
+def summarise_runs(reports: list) -> dict:
+    """The median over runs of each target and of each case's time per kernel set, with every run's values."""
+    targets = []
+    for index, first in enumerate(reports[0]["targets"]):
+        values = [report["targets"][index]["measured"] for report in reports]
+        measured = [v for v in values if v is not None]
+        median = statistics.median(measured) if measured else None
+        met = None if median is None else (median >= first["needed"] if first["comparison"] == ">=" else median < first["needed"])
+        targets.append({**first, "measured": median, "runs": values, "met": met})
+    cases = []
+    for index, first in enumerate(reports[0]["cases"]):
+        times = {}
+        for name in first["results"]:
+            runs_ms = [report["cases"][index]["results"].get(name, {}).get("median_ms") for report in reports]
+            if all(t is not None for t in runs_ms):
+                times[name] = {"median_ms": statistics.median(runs_ms), "runs_ms": runs_ms}
+        cases.append({key: first[key] for key in ("kernel", "shape", "flops", "bytes", "intensity", "unit")} | {"sets": times})
+    return {"meta": {**reports[0]["meta"], "runs": len(reports),
+                     "dates": [report["meta"]["date"] for report in reports]},
+            "machine": reports[0]["machine"], "roof": reports[-1]["roof"],
+            "targets_median": targets, "cases_median": cases,
+            "thread_fight": [report["thread_fight"] for report in reports],
+            "attention_memory": reports[-1]["attention_memory"],
+            "load_average_at_end": reports[-1]["load_average_at_end"]}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The issue's targets, checked against this run's ratios (a summary to read, never an assertion)
 # ---------------------------------------------------------------------------------------------------------
@@ -665,10 +717,10 @@ def check_targets(rows: list, memory: list) -> list:
     return checks
 
 
-def _describe_targets(checks: list) -> str:
+def _describe_targets(checks: list, over: str = "this run") -> str:
     if not checks:
         return ""
-    lines = ["\nTargets (numba set; ratios of this run):"]
+    lines = [f"\nTargets (numba set; ratios of {over}):"]
     for c in checks:
         measured = "missing" if c["measured"] is None else f"{c['measured']:.2f}"
         verdict = "n/a" if c["met"] is None else "met" if c["met"] else "MISSED"
