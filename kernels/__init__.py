@@ -2,14 +2,20 @@
 
     reference   plain NumPy (kernels/reference/): the readable specification
     numba       JIT-compiled with Numba (kernels/numba_cpu/): the same results, faster on CPU
+    cupy        CuPy on an NVIDIA GPU (kernels/cupy_gpu.py, CUDA sources in kernels/cuda/)
 
-The library's ops call `active()` and never name a kernel set, so switching is one call,
-`tgl.set_kernels("reference")`, or the environment variable TGL_KERNELS, and changes no model code.
+The library's ops call `active(x)` with their input array and never name a kernel set. For an array on
+the CPU that is the chosen CPU set, so switching is one call, `tgl.set_kernels("reference")`, or the
+environment variable TGL_KERNELS, and changes no model code. For an array on the GPU (a CuPy array) it is
+the cupy set: the kernels follow the data, so `model.to("cuda")` is all a model needs.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+
+from tinygrad_llm.device import is_cuda_array
 
 KERNEL_SETS = {"reference": ".reference", "numba": ".numba_cpu"}
 DEFAULT = "numba"
@@ -34,8 +40,16 @@ def get_kernels() -> str:
     return _active_name
 
 
-def active():
-    """The active kernel module (chosen on first use from TGL_KERNELS, else the default)."""
+def active(array=None):
+    """The kernel module for `array`: the cupy set for a GPU array, else the active CPU set (chosen on first
+    use from TGL_KERNELS, else the default)."""
+    if array is not None and is_cuda_array(array):
+        return _gpu_kernels()
     if _active_module is None:
         set_kernels(os.environ.get("TGL_KERNELS", DEFAULT))
     return _active_module
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_kernels():
+    return importlib.import_module(".cupy_gpu", __name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
+from .device import array_module, check_device, device_of, is_cuda_array, to_device
 from .ops import arithmetic, elementwise, indexing, matmul, movement, reductions
 
 DEFAULT_FLOAT = np.float32
@@ -20,6 +21,8 @@ DEFAULT_FLOAT = np.float32
 def _to_array(data, dtype=None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
+    if is_cuda_array(data):  # a CuPy array stays on its GPU (np.array would try to copy it to the host)
+        return data.astype(data.dtype if dtype is None else dtype, copy=True)
     if dtype is not None:
         return np.array(data, dtype=dtype)
     array = np.array(data)
@@ -48,8 +51,11 @@ class Tensor:
         """An op's result. A fresh array that owns its memory is kept as is (copying ~200 outputs per
         training step cost real time); a view of another array, or a NumPy scalar, becomes its own array,
         so updating a parameter in place never changes a result computed from it."""
-        owns_memory = isinstance(data, np.ndarray) and data.base is None
-        return cls(data if owns_memory else np.array(data), requires_grad=requires_grad, _owned=True)
+        if isinstance(data, np.generic) or not hasattr(data, "base"):  # a NumPy scalar or a Python number
+            data = np.array(data)
+        elif data.base is not None:  # a view: its own copy, in the view's memory order (as np.array copies)
+            data = data.copy(order="K")
+        return cls(data, requires_grad=requires_grad, _owned=True)
 
     # ---------------------------------------------------------------- basics
     shape = property(lambda self: self.data.shape)
@@ -64,7 +70,25 @@ class Tensor:
         return len(self.data)
 
     def numpy(self) -> np.ndarray:
-        return self.data
+        """The values as a NumPy array (copied to the host for a tensor on the GPU)."""
+        return to_device(self.data, "cpu")
+
+    @property
+    def device(self) -> str:
+        """'cpu' or 'cuda': where the values live (the type of the array, see device.py)."""
+        return device_of(self.data)
+
+    def to(self, device: str) -> "Tensor":
+        """This tensor on `device`: itself when it is there already, else a copy there that stays in the graph
+        (its gradient is copied back). A clear DeviceUnavailableError when the device cannot be used here."""
+        device = check_device(device)
+        return self if device == self.device else movement.ToDevice.apply(self, device=device)
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        return self.to("cuda")
 
     def item(self):
         if self.data.size != 1:
@@ -135,12 +159,13 @@ class Tensor:
 
     # ---------------------------------------------------------------- arithmetic
     def _operand(self, other) -> "Tensor":
-        """Wrap a Python number with this tensor's dtype, so `x * 0.5` stays float32."""
+        """Wrap a Python number with this tensor's dtype, so `x * 0.5` stays float32, on this tensor's device."""
         if isinstance(other, Tensor):
             return other
+        xp = array_module(self.data)
         if isinstance(other, (int, float, bool)) and np.issubdtype(self.dtype, np.floating):
-            return Tensor(np.asarray(other, dtype=self.dtype))
-        return Tensor(np.asarray(other))
+            return Tensor(xp.asarray(other, dtype=self.dtype))
+        return Tensor(xp.asarray(other))
 
     def _binary(self, op, other, name, reverse=False):
         other = self._operand(other)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..device import array_module, as_array_on
 from ..ops.attention import ScaledDotProductAttention
 from ..ops.cross_entropy import CrossEntropy, SoftTargetCrossEntropy
 from ..ops.embedding import EmbeddingLookup
@@ -75,7 +76,7 @@ def _check_class_targets(target: np.ndarray, num_classes: int, weight, ignore_in
             f"cross_entropy: target{position} = {flat[bad[0]]} is out of range for {num_classes} classes "
             f"(valid ids are 0..{num_classes - 1}, or ignore_index={ignore_index} to skip a position)"
         )
-    class_weight = np.ones(num_classes) if weight is None else np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=np.float64)
+    class_weight = np.ones(num_classes) if weight is None else as_array_on(weight.data if isinstance(weight, Tensor) else weight, "cpu").astype(np.float64)
     if class_weight.shape != (num_classes,):
         raise ValueError(f"cross_entropy: weight must have shape ({num_classes},), one per class, got {class_weight.shape}")
     return class_weight
@@ -97,7 +98,8 @@ def cross_entropy(
     ignore_index: positions whose target equals it (padding) add no loss and get zero gradient; if every
     position is ignored the mean is 0.
     """
-    target_array = np.asarray(target.data if isinstance(target, Tensor) else target)
+    # Targets are checked on the host (a small copy if they are on the GPU), then handed to the op on logits' device.
+    target_array = as_array_on(target.data if isinstance(target, Tensor) else target, "cpu")
     num_classes = logits.shape[-1]
     if not 0 <= label_smoothing <= 1:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
@@ -110,7 +112,8 @@ def cross_entropy(
         class_weight = _check_class_targets(target_array, num_classes, weight, ignore_index)
         flat_target = target_array.reshape(-1).astype(np.int64)
         losses = CrossEntropy.apply(
-            logits.reshape(-1, num_classes), targets=flat_target, class_weight=class_weight.astype(logits.dtype),
+            logits.reshape(-1, num_classes), targets=as_array_on(flat_target, logits.device),
+            class_weight=as_array_on(class_weight.astype(logits.dtype), logits.device),
             ignore_index=ignore_index, label_smoothing=label_smoothing,
         ).reshape(target_array.shape)
         kept = flat_target[flat_target != ignore_index]
@@ -123,9 +126,9 @@ def cross_entropy(
             )
         q = (1 - label_smoothing) * target_array + label_smoothing / num_classes
         if weight is not None:
-            q = q * np.asarray(weight.data if isinstance(weight, Tensor) else weight)
+            q = q * as_array_on(weight.data if isinstance(weight, Tensor) else weight, "cpu")
         normaliser = int(np.prod(target_array.shape[:-1]))
-        losses = SoftTargetCrossEntropy.apply(logits, Tensor(q.astype(logits.dtype)))
+        losses = SoftTargetCrossEntropy.apply(logits, Tensor(as_array_on(q.astype(logits.dtype), logits.device)))
     else:
         raise TypeError(
             f"cross_entropy: targets must be integer class ids of shape {logits.shape[:-1]} or probability "
@@ -143,8 +146,9 @@ def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "m
     (The pieces of max(z, 0) - z*y + log(1 + e^-|z|) have kinks at z = 0 whose subgradients do not add up to
     sigmoid(0) - y; log-sum-exp gives the exact gradient sigmoid(z) - y everywhere.)
     """
-    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=logits.dtype))
-    softplus = stack([Tensor(np.zeros(logits.shape, dtype=logits.dtype)), logits], axis=-1).logsumexp(axis=-1)
+    target = target if isinstance(target, Tensor) else Tensor(as_array_on(target, logits.device).astype(logits.dtype))
+    zeros = array_module(logits.data).zeros(logits.shape, dtype=logits.dtype)
+    softplus = stack([Tensor(zeros), logits], axis=-1).logsumexp(axis=-1)
     losses = softplus - logits * target
     return _reduce(losses, reduction, "binary_cross_entropy_with_logits")
 
@@ -220,7 +224,7 @@ def embedding(ids, weight: Tensor) -> Tensor:
     back into those rows (in the active kernel set)."""
     if weight.ndim != 2:
         raise ValueError(f"embedding: weight must be a (num_embeddings, embedding_dim) table, got shape {weight.shape}")
-    ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    ids = as_array_on(ids.data if isinstance(ids, Tensor) else ids, weight.device)  # token ids follow the table
     if not np.issubdtype(ids.dtype, np.integer):
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
     if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):

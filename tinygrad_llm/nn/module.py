@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..device import check_device, is_cuda_array, to_device
 from .parameter import Parameter
 
 
@@ -80,6 +81,26 @@ class Module:
         for p in self.parameters():
             p.data, p.grad = p.data.astype(dtype), None
         return self
+
+    def to(self, device: str):
+        """Move every parameter (and every array a layer keeps, such as a sinusoid table) to `device`, in
+        place; returns self, so `model = Model(...).to("cuda")` reads naturally. Gradients move along.
+        A clear DeviceUnavailableError when the device cannot be used here."""
+        device = check_device(device)
+        for p in self.parameters():
+            p.data = to_device(p.data, device)
+            p.grad = None if p.grad is None else to_device(p.grad, device)
+        for module in self.modules():
+            for name, value in vars(module).items():
+                if isinstance(value, np.ndarray) or is_cuda_array(value):
+                    setattr(module, name, to_device(value, device))
+        return self
+
+    @property
+    def device(self) -> str:
+        """Where the parameters live ('cpu' for a model without any)."""
+        parameters = self.parameters()
+        return parameters[0].device if parameters else "cpu"
 
     def zero_grad(self):
         for p in self.parameters():

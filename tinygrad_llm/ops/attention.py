@@ -12,8 +12,8 @@ class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, causal=False, padding_mask=None, scale=None):
         self.q, self.k, self.v = q, k, v
         self.options = dict(causal=causal, padding_mask=padding_mask, scale=scale)
-        self.out, self.lse = kernels.active().attention_forward(q, k, v, **self.options)
+        self.out, self.lse = kernels.active(q).attention_forward(q, k, v, **self.options)
         return self.out
 
     def backward(self, g):
-        return kernels.active().attention_backward(self.q, self.k, self.v, self.out, self.lse, g, **self.options)
+        return kernels.active(self.q).attention_backward(self.q, self.k, self.v, self.out, self.lse, g, **self.options)

@@ -21,11 +21,11 @@ class CrossEntropy(Function):
     def forward(self, logits, targets=None, class_weight=None, ignore_index=-100, label_smoothing=0.0):
         self.logits, self.targets, self.class_weight = logits, targets, class_weight
         self.options = dict(ignore_index=ignore_index, label_smoothing=label_smoothing)
-        losses, self.lse = kernels.active().cross_entropy_forward(logits, targets, class_weight, **self.options)
+        losses, self.lse = kernels.active(logits).cross_entropy_forward(logits, targets, class_weight, **self.options)
         return losses
 
     def backward(self, g):
-        return kernels.active().cross_entropy_backward(self.logits, self.lse, self.targets, self.class_weight, g, **self.options)
+        return kernels.active(self.logits).cross_entropy_backward(self.logits, self.lse, self.targets, self.class_weight, g, **self.options)
 
 
 class SoftTargetCrossEntropy(Function):

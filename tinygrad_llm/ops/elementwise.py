@@ -84,10 +84,10 @@ class GELU(Function):
 
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
-        return kernels.active().gelu_forward(a, approximate)
+        return kernels.active(a).gelu_forward(a, approximate)
 
     def backward(self, g):
-        return kernels.active().gelu_backward(self.a, g, self.approximate)
+        return kernels.active(self.a).gelu_backward(self.a, g, self.approximate)
 
 
 class Clamp(Function):

@@ -4,10 +4,9 @@
 NumPy's np.add.at, which on a small language model was a quarter of the training step; this op hands the
 backward to kernels (kernels/reference/embedding.py says why a scatter-ADD is needed at all).
 """
-import numpy as np
-
 from .. import kernels
 from ..autograd import Function
+from ..device import array_module
 
 
 class EmbeddingLookup(Function):
@@ -16,4 +15,4 @@ class EmbeddingLookup(Function):
         return weight[ids]
 
     def backward(self, g):
-        return kernels.active().embedding_backward(self.ids, np.ascontiguousarray(g), self.num_rows)
+        return kernels.active(g).embedding_backward(self.ids, array_module(g).ascontiguousarray(g), self.num_rows)

@@ -7,23 +7,35 @@ and plain `grad[idx] += g` does not.
 import numpy as np
 
 from ..autograd import Function, unbroadcast
+from ..device import array_module, as_array_on, device_of
 
 
 class Index(Function):
     def forward(self, a, index=None):
-        self.input_shape, self.input_dtype, self.index = a.shape, a.dtype, index
+        self.input_shape, self.input_dtype = a.shape, a.dtype
+        self.index = index = _on_device_of(index, a)
         try:
-            return np.asarray(a[index])
+            return array_module(a).asarray(a[index])
         except IndexError as err:
             raise IndexError(f"indexing a tensor of shape {a.shape} with {_describe(index)}: {err}") from None
 
     def backward(self, g):
-        grad = np.zeros(self.input_shape, dtype=g.dtype)
+        xp = array_module(g)
+        grad = xp.zeros(self.input_shape, dtype=g.dtype)
         if _is_basic(self.index):
             grad[self.index] = g  # slices and integers never pick an element twice: no scatter-add needed
         else:
-            np.add.at(grad, self.index, g)
+            xp.add.at(grad, self.index, g)
         return grad
+
+
+def _on_device_of(index, a):
+    """The index with its array parts (integer or boolean arrays) moved to a's device, as a GPU array needs."""
+    if device_of(a) == "cpu":
+        return index
+    parts = index if isinstance(index, tuple) else (index,)
+    moved = tuple(as_array_on(p, "cuda") if hasattr(p, "shape") else p for p in parts)
+    return moved if isinstance(index, tuple) else moved[0]
 
 
 def _is_basic(index) -> bool:
@@ -35,7 +47,7 @@ def _is_basic(index) -> bool:
 
 def _describe(index):
     parts = index if isinstance(index, tuple) else (index,)
-    return "[" + ", ".join(f"array of shape {p.shape}" if isinstance(p, np.ndarray) else repr(p) for p in parts) + "]"
+    return "[" + ", ".join(f"array of shape {p.shape}" if hasattr(p, "shape") else repr(p) for p in parts) + "]"
 
 
 class Where(Function):
@@ -47,7 +59,7 @@ class Where(Function):
         return np.where(self.condition, a, b)
 
     def backward(self, g):
-        zero = np.zeros((), dtype=g.dtype)
+        zero = array_module(g).zeros((), dtype=g.dtype)
         grad_a = unbroadcast(np.where(self.condition, g, zero), self.a_shape)
         grad_b = unbroadcast(np.where(self.condition, zero, g), self.b_shape)
         return None, grad_a, grad_b

@@ -16,11 +16,11 @@ class LayerNorm(Function):
         self.shape = x.shape
         self.x = x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])
         self.weight = weight
-        out, self.mean, self.rstd = kernels.active().layer_norm_forward(self.x, weight, bias, eps)
+        out, self.mean, self.rstd = kernels.active(self.x).layer_norm_forward(self.x, weight, bias, eps)
         return out.reshape(self.shape)
 
     def backward(self, g):
-        grad_x, grad_weight, grad_bias = kernels.active().layer_norm_backward(
+        grad_x, grad_weight, grad_bias = kernels.active(self.x).layer_norm_backward(
             g.reshape(self.x.shape), self.x, self.weight, self.mean, self.rstd
         )
         return grad_x.reshape(self.shape), grad_weight, grad_bias

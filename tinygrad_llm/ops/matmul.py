@@ -19,7 +19,7 @@ def _swap_last_two(x):
 
 def batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b for operands with at least 2 dimensions and broadcastable batch dimensions, through the kernels."""
-    kernel = kernels.active().matmul
+    kernel = kernels.active(a).matmul
     if b.ndim == 2:
         rows = int(np.prod(a.shape[:-1]))  # explicit sizes, not -1: a dimension may be 0
         return kernel(a.reshape(rows, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])

@@ -1,11 +1,12 @@
-"""Ops that move data without computing on it: reshape, permute, expand and concatenate.
+"""Ops that move data without computing on it: reshape, permute, expand, concatenate, and copy to a device.
 
 Their backward applies the inverse movement to the gradient: reshape back, permute with the inverse
-permutation, sum over expanded axes, slice the concatenated gradient apart.
+permutation, sum over expanded axes, slice the concatenated gradient apart, copy back to the input's device.
 """
 import numpy as np
 
 from ..autograd import Function, unbroadcast
+from ..device import device_of, to_device
 
 
 class Reshape(Function):
@@ -71,3 +72,14 @@ class Concatenate(Function):
 
     def backward(self, g):
         return tuple(np.split(g, self.boundaries, axis=self.axis))
+
+
+class ToDevice(Function):
+    """A copy to another device (host <-> GPU); the gradient is copied back to where the input lives."""
+
+    def forward(self, a, device=None):
+        self.source = device_of(a)
+        return to_device(a, device)
+
+    def backward(self, g):
+        return to_device(g, self.source)

@@ -6,6 +6,7 @@ keepdims=False those axes were dropped, so they are re-inserted first.
 import numpy as np
 
 from ..autograd import Function
+from ..device import array_module
 
 
 def normalize_axes(axis, ndim):
@@ -31,7 +32,7 @@ class Sum(Function):
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.keepdims = a.shape, keepdims
         self.axes = normalize_axes(axis, a.ndim)
-        return np.asarray(a.sum(axis=self.axes, keepdims=keepdims))
+        return array_module(a).asarray(a.sum(axis=self.axes, keepdims=keepdims))  # NumPy gives a scalar: an array
 
     def backward(self, g):
         return np.broadcast_to(expand_reduced(g, self.axes, self.keepdims), self.shape).copy()
@@ -45,7 +46,7 @@ class Max(Function):
         if a.size == 0:
             raise ValueError(f"max: cannot reduce an empty tensor of shape {a.shape}; there is no maximum")
         self.a, self.keepdims = a, keepdims
-        self.out = np.asarray(a.max(axis=self.axes, keepdims=True))
+        self.out = a.max(axis=self.axes, keepdims=True)
         return self.out if keepdims else np.squeeze(self.out, axis=self.axes)
 
     def backward(self, g):

@@ -30,12 +30,12 @@ class Softmax(Function):
     def forward(self, x, axis=-1):
         self.axis = axis
         rows, self.moved_shape = _as_rows(x, axis)
-        self.out_rows = kernels.active().softmax_forward(rows)
+        self.out_rows = kernels.active(rows).softmax_forward(rows)
         return _from_rows(self.out_rows, self.moved_shape, axis)
 
     def backward(self, g):
         grad_rows, _ = _as_rows(g, self.axis)
-        return _from_rows(kernels.active().softmax_backward(self.out_rows, grad_rows), self.moved_shape, self.axis)
+        return _from_rows(kernels.active(self.out_rows).softmax_backward(self.out_rows, grad_rows), self.moved_shape, self.axis)
 
 
 class LogSoftmax(Function):

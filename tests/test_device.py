@@ -1,0 +1,123 @@
+"""Devices: 'cpu' everywhere, 'cuda' through CuPy; clear errors where CUDA is missing; the GPU plumbing
+checked on the CPU with a strict stand-in for CuPy (tests/fake_gpu.py)."""
+import numpy as np
+import pytest
+
+import tinygrad_llm as tgl
+from tinygrad_llm import device as devices
+from tinygrad_llm import nn
+from tinygrad_llm.training import TrainConfig, build_model, build_optimizer
+from tinygrad_llm.training.loop import optimizer_step
+
+import fake_gpu
+
+pytestmark = pytest.mark.kernels
+
+needs_no_cuda = pytest.mark.skipif(devices.cuda_is_available(), reason="this machine has a working GPU")
+
+
+# ------------------------------------------------------------------ names and errors, on this machine
+def test_device_names_are_checked():
+    assert devices.check_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="unknown device 'tpu'.*'cpu' or 'cuda'"):
+        devices.check_device("tpu")
+    with pytest.raises(TypeError, match="device must be a string"):
+        devices.check_device(0)
+
+
+def test_cpu_tensors_and_models_report_cpu_and_to_cpu_is_a_no_op():
+    x = tgl.randn(3, 4)
+    assert x.device == "cpu" and x.to("cpu") is x and x.cpu() is x
+    model = nn.Linear(4, 2)
+    weight = model.weight.data
+    assert model.device == "cpu" and model.to("cpu") is model and model.weight.data is weight
+
+
+@needs_no_cuda
+@pytest.mark.parametrize("ask", [lambda: tgl.randn(2).to("cuda"), lambda: tgl.randn(2).cuda(),
+                                 lambda: nn.Linear(2, 2).to("cuda"), lambda: devices.check_device("cuda")])
+def test_asking_for_cuda_without_it_says_why(ask):
+    with pytest.raises(devices.DeviceUnavailableError, match="device 'cuda' is not available: ") as error:
+        ask()
+    message = str(error.value)
+    assert any(reason in message for reason in ("CuPy is not installed", "CUDA did not start", "no GPU is visible"))
+
+
+def test_each_missing_requirement_has_its_own_message(monkeypatch):
+    import sys
+    import types
+
+    devices._cuda_status.cache_clear()
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
+    assert "pip install -e \".[gpu]\"" in devices._cuda_status()[1]
+
+    def runtime(count=None, error=None):
+        def get_device_count():
+            if error:
+                raise error
+            return count
+        module = types.ModuleType("cupy")
+        module.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_device_count))
+        return module
+
+    for module, expected in [(runtime(error=RuntimeError("cudaErrorInsufficientDriver")), "nvidia-smi"),
+                             (runtime(count=0), "CUDA_VISIBLE_DEVICES")]:
+        devices._cuda_status.cache_clear()
+        monkeypatch.setitem(sys.modules, "cupy", module)
+        cupy, reason = devices._cuda_status()
+        assert cupy is None and expected in reason
+    devices._cuda_status.cache_clear()
+
+
+# ------------------------------------------------------------------ the plumbing, on the strict fake GPU
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    return fake_gpu.install(monkeypatch)
+
+
+def test_the_fake_gpu_is_as_strict_as_cupy(fake_cuda):
+    on_device = fake_cuda.asarray(np.ones(3, np.float32))
+    assert isinstance(np.exp(on_device), fake_gpu.FakeDeviceArray)
+    with pytest.raises(TypeError, match="mixes device and host"):
+        on_device + np.zeros(3, np.float32)
+
+
+def test_tensor_to_cuda_and_back_keeps_values_and_gradients_flow_to_the_host(fake_cuda):
+    x = tgl.tensor(np.arange(6, dtype=np.float32).reshape(2, 3), requires_grad=True)
+    on_gpu = x.to("cuda")
+    assert on_gpu.device == "cuda" and isinstance(on_gpu.data, fake_gpu.FakeDeviceArray)
+    y = ((on_gpu * on_gpu).sum(axis=1) + on_gpu.exp().mean()).sum()
+    assert y.device == "cuda"
+    y.backward()
+    assert x.grad is not None and not isinstance(x.grad, fake_gpu.FakeDeviceArray)
+    expected = 2 * x.data + 2 * np.exp(x.data) / x.data.size  # the mean is added to each of the 2 row sums
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-6)
+    np.testing.assert_array_equal(on_gpu.cpu().data, x.data)
+
+
+@pytest.mark.parametrize("model_name", ["gpt", "mlp"])
+def test_a_training_step_on_the_gpu_equals_the_same_step_on_the_cpu(fake_cuda, model_name):
+    """Every parameter, gradient and optimizer state stays on the device through forward, backward,
+    clipping and AdamW, and the numbers equal the CPU run (both use the reference kernels)."""
+    config = TrainConfig(model=model_name, embed_dim=16, hidden_dim=32, num_heads=2, num_layers=2, context_size=8,
+                         batch_size=4, mlp_window=3, steps=10, warmup_steps=2)
+    train_ids = np.random.default_rng(0).integers(0, 20, size=500)
+    results = {}
+    previous = tgl.get_kernels()
+    tgl.set_kernels("reference")
+    try:
+        for device in ("cpu", "cuda"):
+            tgl.manual_seed(0)
+            model = build_model(config, vocab_size=20).to(device)
+            optimizer, scheduler = build_optimizer(model, config)
+            parameters = model.parameters()
+            rng = np.random.default_rng(1)
+            losses = [optimizer_step(model, parameters, optimizer, scheduler, train_ids, config, rng)[0] for _ in range(3)]
+            for p in parameters:
+                assert p.device == device and (p.grad is None or devices.device_of(p.grad) == device)
+            results[device] = (losses, [devices.to_device(p.data, "cpu") for p in parameters])
+    finally:
+        tgl.set_kernels(previous)
+    np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5)
+    for on_gpu, on_cpu in zip(results["cuda"][1], results["cpu"][1]):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-6)
