@@ -102,11 +102,22 @@ def _device_function(name):
     return on_device
 
 
+class _FakeGenerator:
+    """cupy.random.default_rng(seed): draws made on the device."""
+
+    def __init__(self, seed):
+        self._rng = np.random.default_rng(seed)
+
+    def random(self, size, dtype=np.float64):
+        return self._rng.random(size, dtype=dtype).view(FakeDeviceArray)
+
+
 def fake_cupy_module() -> types.ModuleType:
     module = types.ModuleType("cupy")
     module.ndarray = FakeDeviceArray
     module.asarray = _asarray  # the host -> device copy: the one function that takes NumPy arrays
     module.array = _asarray
+    module.random = types.SimpleNamespace(default_rng=_FakeGenerator)
     module.__getattr__ = _device_function
     return module
 

@@ -121,3 +121,27 @@ def test_a_training_step_on_the_gpu_equals_the_same_step_on_the_cpu(fake_cuda, m
     np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-5)
     for on_gpu, on_cpu in zip(results["cuda"][1], results["cpu"][1]):
         np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-6)
+
+
+def test_train_with_device_cuda_runs_the_whole_loop_on_the_gpu(fake_cuda, tmp_path):
+    """`train --device cuda`: dropout, evaluation, clipping, checkpoints and sampling all work with the model on
+    the device, the checkpoint holds host arrays, and a resumed run loads them back onto the device."""
+    from tinygrad_llm.generation import generate
+    from tinygrad_llm.training import train_language_model
+
+    config = TrainConfig(model="gpt", device="cuda", embed_dim=16, num_heads=2, num_layers=1, context_size=8,
+                         batch_size=4, dropout=0.1, steps=6, eval_every=3, eval_batches=2, warmup_steps=1,
+                         max_chars=3000)
+    run = train_language_model(config, out_dir=tmp_path, progress=False, stop_after_step=3)
+    assert run.model.device == "cuda" and np.isfinite(run.final["val_loss"])
+    saved = np.load(run.checkpoint)
+    assert all(type(saved[name]) is np.ndarray for name in saved.files)
+    resumed = train_language_model(config, out_dir=tmp_path, resume_from=run.checkpoint, progress=False)
+    assert resumed.model.device == "cuda" and resumed.history[-1]["step"] == 6
+    tokens = generate(run.model, run.val_ids[:4], 5, seed=0)
+    assert len(tokens) == 4 + 5
+
+
+def test_device_is_a_checked_training_option():
+    with pytest.raises(ValueError, match="device must be one of"):
+        TrainConfig(device="tpu")

@@ -209,8 +209,10 @@ def test_adamw_decay_ignores_gradient_scale_but_adam_l2_does_not(seed):
         decay_term = adamw_update - (run_ours("Adam", dict(lr=0.01), w0, [gradient]) - w0)
         np.testing.assert_allclose(decay_term, -0.01 * 0.1 * w0, rtol=1e-9)
         adaptive_steps.append(adamw_update - decay_term)
-    # The step is lr * g / (|g| + eps): scale-free up to eps/|g|, about 1e-5 for the smallest entries here.
-    np.testing.assert_allclose(adaptive_steps[1], adaptive_steps[0], rtol=0, atol=1e-6)
+    # The step is lr * g / (|g| + eps): scale-free up to a relative eps/|g| (eps = 1e-8), which a drawn entry
+    # of g near 0 makes large: hence a bound per entry, not one tolerance for all.
+    allowed = 2 * 0.01 * 1e-8 / np.abs(grads[0]) + 1e-12
+    assert np.all(np.abs(adaptive_steps[1] - adaptive_steps[0]) <= allowed)
     # Over a run: AdamW's decay is the same at both scales; Adam+L2's is divided by sqrt(v) and all but vanishes.
     np.testing.assert_allclose(decay_effect("AdamW", big_grads, w0), decay_effect("AdamW", grads, w0), rtol=1e-4)
     l2_small, l2_big = decay_effect("Adam", grads, w0), decay_effect("Adam", big_grads, w0)

@@ -23,12 +23,13 @@ import numbers
 
 import numpy as np
 
+from ..device import as_array_on
 from ..random import generator
 
 
 def _check_logits(logits, name: str) -> np.ndarray:
     """logits as a float64 (B, V) array: float64 so that tiny probabilities and cumulative sums stay exact."""
-    logits = np.asarray(getattr(logits, "data", logits))
+    logits = as_array_on(getattr(logits, "data", logits), "cpu")  # sampling runs on the host: one (B, V) copy
     if logits.ndim != 2 or logits.shape[1] == 0:
         raise ValueError(f"{name}: logits must have shape (batch, vocab_size) with vocab_size >= 1, got "
                          f"{logits.shape}; for one sequence pass logits[None]")

@@ -13,7 +13,7 @@ from ..ops.cross_entropy import CrossEntropy, SoftTargetCrossEntropy
 from ..ops.embedding import EmbeddingLookup
 from ..ops.layer_norm import LayerNorm
 from ..ops.softmax import LogSoftmax, Softmax
-from ..random import generator
+from ..random import uniform_like
 from ..tensor import Tensor, stack
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -181,7 +181,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
-    keep = generator().random(x.shape) >= p
+    keep = uniform_like(x.data) >= p
     return x * Tensor((keep / (1 - p)).astype(x.dtype))
 
 
@@ -191,8 +191,9 @@ def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: 
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end with normalized_shape {normalized_shape}")
     features = int(np.prod(normalized_shape))
-    weight = Tensor(np.ones(normalized_shape, dtype=x.dtype)) if weight is None else weight
-    bias = Tensor(np.zeros(normalized_shape, dtype=x.dtype)) if bias is None else bias
+    xp = array_module(x.data)
+    weight = Tensor(xp.ones(normalized_shape, dtype=x.dtype)) if weight is None else weight
+    bias = Tensor(xp.zeros(normalized_shape, dtype=x.dtype)) if bias is None else bias
     flat = x.reshape(x.shape[: x.ndim - len(normalized_shape)] + (features,))
     out = LayerNorm.apply(flat, weight.reshape(features), bias.reshape(features), eps=eps)
     return out.reshape(x.shape)

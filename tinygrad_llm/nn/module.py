@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..device import check_device, is_cuda_array, to_device
+from ..device import as_array_on, check_device, is_cuda_array, to_device
 from .parameter import Parameter
 
 
@@ -108,8 +108,8 @@ class Module:
 
     # ------------------------------------------------------------ saving and loading
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter's array, by dotted name: what a checkpoint stores."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Copies of every parameter's array on the host (NumPy), by dotted name: what a checkpoint stores."""
+        return OrderedDict((name, np.array(to_device(p.data, "cpu"))) for name, p in self.named_parameters())
 
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays into the parameters. With strict=True, any missing key, unexpected key or shape
@@ -133,7 +133,7 @@ class Module:
             raise KeyError(f"load_state_dict into {type(self).__name__} failed; " + "; ".join(problems))
         for name, p in own.items():
             if name in state_dict:
-                p.data[...] = np.asarray(state_dict[name], dtype=p.dtype)
+                p.data[...] = as_array_on(np.asarray(state_dict[name], dtype=p.dtype), p.device)
         return self
 
     # ------------------------------------------------------------ printing

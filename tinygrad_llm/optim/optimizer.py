@@ -20,6 +20,7 @@ import copy
 
 import numpy as np
 
+from ..device import as_array_on
 from ..tensor import Tensor
 
 
@@ -147,7 +148,7 @@ class Optimizer:
 
         Parameters are referred to by their position (0, 1, 2, ... across groups in order), as in PyTorch,
         so the state can be loaded into a new optimizer built over the same model in the same order.
-        Every state value is a NumPy array (the step count a 0-d int64 array), ready for `np.savez`.
+        Every state value is a NumPy array on the host (the step count a 0-d int64 array), ready for `np.savez`.
         """
         index_of = {}
         groups = []
@@ -155,7 +156,7 @@ class Optimizer:
             indices = [index_of.setdefault(id(p), len(index_of)) for p in group["params"]]
             groups.append({**copy.deepcopy({k: v for k, v in group.items() if k != "params"}), "params": indices})
         state = {
-            index_of[id(param)]: {key: np.array(value) for key, value in param_state.items()}
+            index_of[id(param)]: {key: np.array(as_array_on(value, "cpu")) for key, value in param_state.items()}
             for param, param_state in self.state.items()
         }
         return {"state": state, "param_groups": groups}
@@ -195,7 +196,7 @@ class Optimizer:
                 f"{type(self).__name__}.load_state_dict: state '{key}' has shape {value.shape} but its parameter has "
                 f"shape {param.shape}; the model changed since the state was saved"
             )
-        return np.array(value, dtype=param.dtype)
+        return as_array_on(np.array(value, dtype=param.dtype), param.device)
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..device import DEVICES
+
 MODEL_KINDS = ("bigram", "mlp", "rnn", "lstm", "gru", "gpt")
 TOKENIZER_KINDS = ("char", "bpe")
 
@@ -37,6 +39,7 @@ FIELD_HELP = {
     "eval_batches": "batches per loss estimate",
     "early_stopping_patience": "stop after this many evaluations without a better val loss (0: never)",
     "seed": "one seed for data order, initialisation, dropout and sampling",
+    "device": "'cpu', or 'cuda' for an NVIDIA GPU through CuPy (pip install -e \".[gpu]\")",
 }
 
 
@@ -70,9 +73,12 @@ class TrainConfig:
     eval_batches: int = 20
     early_stopping_patience: int = 0
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self):
         problems = []
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.model not in MODEL_KINDS:
             problems.append(f"model must be one of {MODEL_KINDS}, got {self.model!r}")
         if self.tokenizer not in TOKENIZER_KINDS:

@@ -124,7 +124,7 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
     manual_seed(config.seed)
     if data is None:
         data = prepare_text_data(config, Tokenizer.from_dict(saved[1]["tokenizer"]) if saved else None)
-    model = build_model(config, data.tokenizer.vocab_size)
+    model = build_model(config, data.tokenizer.vocab_size).to(config.device)
     optimizer, scheduler = build_optimizer(model, config)
     data_rng = np.random.default_rng([config.seed, 1])
     state = TrainingState()
