@@ -124,6 +124,16 @@ def matmul(a, b):
     return cupy.matmul(a, b)
 
 
+# ------------------------------------------------------------------ embedding
+def embedding_backward(ids, grad_out, num_rows: int):
+    """(num_rows, D): each row of grad_out added into the table row its id picks, repeats summed
+    (kernels/reference/embedding.py). cupy.add.at does the scatter-add with atomic adds, one per element."""
+    rows = cupy.ascontiguousarray(grad_out).reshape(-1, grad_out.shape[-1])
+    grad = cupy.zeros((num_rows, rows.shape[1]), dtype=rows.dtype)
+    cupy.add.at(grad, cupy.asarray(ids).reshape(-1), rows)
+    return grad
+
+
 # ------------------------------------------------------------------ softmax
 def softmax_forward(x):
     x = _rows("softmax", x)

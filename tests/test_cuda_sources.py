@@ -100,6 +100,15 @@ def test_launch_constants_match_the_sources():
                 f"cupy_gpu.CUDA_CONSTANTS[{source!r}][{name!r}] = {value}, but {source} says {in_source.get(name)}"
 
 
+def test_the_gpu_set_has_every_function_of_the_kernel_contract():
+    """The ops call any function of kernels/reference on whatever set their data's device picks."""
+    from tinygrad_llm.kernels import reference
+
+    tree = ast.parse(LAUNCHER.read_text(encoding="utf-8"))
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef) and not node.name.startswith("_")}
+    assert set(reference.__all__) <= defined, f"cupy_gpu.py lacks {sorted(set(reference.__all__) - defined)}"
+
+
 def test_sources_include_nothing_nvrtc_lacks():
     """CuPy compiles with NVRTC, which has no standard headers; the one include is the shared header."""
     def includes(path):
@@ -241,6 +250,16 @@ def test_gelu_matches_the_reference(gpu, shape, approximate, dtype, seed):
     dx = run(gpu, gpu[1].gelu_backward, x, g, approximate=approximate)
     want_dx = reference.gelu_backward(*as64(x, g), approximate=approximate)
     assert_close(dx, want_dx, 10 * EPS[dtype] * (1 + np.abs(want_dx).max(initial=0)), "gelu gradient")
+
+
+@given(shape=st.lists(st.integers(0, 6), min_size=1, max_size=2), rows=st.integers(1, 9), d=st.integers(1, 40),
+       dtype=dtypes, seed=seeds)
+def test_embedding_backward_sums_repeated_ids(gpu, shape, rows, d, dtype, seed):
+    ids = np.random.default_rng(seed).integers(0, rows, shape)   # few rows: ids repeat
+    grad_out = draw(seed + 1, tuple(shape) + (d,), dtype)
+    got = run(gpu, gpu[1].embedding_backward, ids, grad_out, rows)
+    want = reference.embedding_backward(ids, grad_out.astype(np.float64), rows)
+    assert_close(got, want, 10 * EPS[dtype] * (1 + np.abs(grad_out).sum(initial=0)), "embedding backward")
 
 
 @given(batch=st.integers(0, 3), m=st.integers(1, 70), k=st.integers(1, 70), n=st.integers(1, 70), dtype=dtypes,
