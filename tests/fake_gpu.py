@@ -10,7 +10,8 @@ parameter and gradient is still on the device at the end); CuPy's own gaps (func
 rules); speed; and the CUDA kernels themselves, which need a real GPU (tests/test_cuda_sources.py).
 
 `install(monkeypatch)` puts the fake module in sys.modules["cupy"] and makes the library's "cuda" device
-and its GPU kernel set use it; the kernel set is the NumPy reference run on host copies of the data.
+use it. The GPU kernel set becomes the NumPy reference kernels, run directly on the device arrays (as on a
+real GPU, where they are the naive baseline of the benchmark): so they too must never make a host array.
 """
 import sys
 import types
@@ -122,30 +123,13 @@ def fake_cupy_module() -> types.ModuleType:
     return module
 
 
-class _HostFallbackKernels:
-    """The GPU kernel set, faked: the NumPy reference kernels run on host views of the device data. Like a
-    CUDA kernel, each refuses host arrays among its arguments."""
-
-    def __getattr__(self, name):
-        from tinygrad_llm.kernels import reference
-
-        kernel = getattr(reference, name)
-
-        def run(*args, **kwargs):
-            if _any_host_array(args) or _any_host_array(kwargs.values()):
-                raise TypeError(f"fake GPU: the GPU kernel {name} was given a host (NumPy) array")
-            return _to_device(kernel(*_to_host(args), **{k: _to_host(v) for k, v in kwargs.items()}))
-
-        return run
-
-
 def install(monkeypatch):
     """Make 'cuda' mean the fake GPU for the rest of the test."""
-    from tinygrad_llm import device
-    from tinygrad_llm import kernels
+    from tinygrad_llm import device, kernels
+    from tinygrad_llm.kernels import reference
 
     module = fake_cupy_module()
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setattr(device, "_cuda_status", lambda: (module, None))
-    monkeypatch.setattr(kernels, "_gpu_kernels", lambda: _HostFallbackKernels())
+    monkeypatch.setattr(kernels, "_gpu_kernels", lambda: reference)
     return module

@@ -145,3 +145,40 @@ def test_train_with_device_cuda_runs_the_whole_loop_on_the_gpu(fake_cuda, tmp_pa
 def test_device_is_a_checked_training_option():
     with pytest.raises(ValueError, match="device must be one of"):
         TrainConfig(device="tpu")
+
+
+def test_the_reference_kernels_run_on_device_arrays_as_the_naive_gpu_baseline(fake_cuda):
+    """Every reference kernel, given device arrays (and host masks or ids, as callers pass them), returns
+    device arrays equal to its CPU result: on a real GPU this is the naive composition the CUDA kernels are
+    benchmarked against."""
+    from tinygrad_llm.kernels import reference
+
+    rng = np.random.default_rng(0)
+    q, k, v, g = (rng.standard_normal((2, 2, 5, 4)) for _ in range(4))
+    pad = rng.random((2, 5)) < 0.3
+    logits, targets = rng.standard_normal((6, 7)), np.array([0, 3, -100, 6, 2, 2])
+    weight = rng.random(7) + 0.5
+    x, w, b = rng.standard_normal((6, 7)), rng.random(7), rng.random(7)
+    on = fake_cuda.asarray
+    out, lse = reference.attention_forward(q, k, v, causal=True, padding_mask=pad)
+    host_ce = reference.cross_entropy_forward(logits, targets, weight, label_smoothing=0.1)
+    calls = [
+        (lambda: reference.attention_forward(on(q), on(k), on(v), causal=True, padding_mask=pad), (out, lse)),
+        (lambda: reference.attention_backward(on(q), on(k), on(v), on(out), on(lse), on(g), causal=True, padding_mask=pad),
+         reference.attention_backward(q, k, v, out, lse, g, causal=True, padding_mask=pad)),
+        (lambda: reference.cross_entropy_forward(on(logits), on(targets), on(weight), label_smoothing=0.1), host_ce),
+        (lambda: reference.cross_entropy_backward(on(logits), on(host_ce[1]), on(targets), on(weight), on(x[:, 0]),
+                                                  label_smoothing=0.1),
+         reference.cross_entropy_backward(logits, host_ce[1], targets, weight, x[:, 0], label_smoothing=0.1)),
+        (lambda: reference.layer_norm_forward(on(x), on(w), on(b)), reference.layer_norm_forward(x, w, b)),
+        (lambda: reference.softmax_forward(on(x)), reference.softmax_forward(x)),
+        (lambda: reference.gelu_forward(on(x), "tanh"), reference.gelu_forward(x, "tanh")),
+        (lambda: reference.embedding_backward(targets[targets >= 0], on(x[:5]), 7),
+         reference.embedding_backward(targets[targets >= 0], x[:5], 7)),
+    ]
+    for call, expected in calls:
+        got = call()
+        got, expected = (got, expected) if isinstance(got, tuple) else ((got,), (expected,))
+        for a, e in zip(got, expected):
+            assert isinstance(a, fake_gpu.FakeDeviceArray)
+            np.testing.assert_allclose(a.get(), e, rtol=1e-12, atol=1e-12)

@@ -15,19 +15,25 @@ and lse without storing it; with P, for upstream dO:
 The rowsum term is the softmax Jacobian's; it is what makes the backward more than two matmuls.
 
 This version holds B*H*Tq*Tk scores at once: O(T^2) memory. The compiled kernels never do.
+
+Written with NumPy functions that CuPy also answers, it runs unchanged on GPU arrays too: there it is the
+naive baseline ("CuPy's own composition") that the CUDA kernels are benchmarked against.
 """
 import math
 
 import numpy as np
 
+from tinygrad_llm.device import array_module, as_array_on, device_of
 
-def allowed_keys(tq, tk, causal, padding_mask, batch):
-    """(B, 1, Tq, Tk) booleans: which keys each query may attend to."""
-    allowed = np.ones((batch, 1, tq, tk), dtype=bool)
+
+def allowed_keys(tq, tk, causal, padding_mask, batch, like=None):
+    """(B, 1, Tq, Tk) booleans: which keys each query may attend to (on the device of `like`, default the CPU)."""
+    xp = array_module(like)
+    allowed = xp.ones((batch, 1, tq, tk), dtype=bool)
     if causal:
-        allowed &= np.tril(np.ones((tq, tk), dtype=bool), k=tk - tq)
+        allowed &= xp.tril(xp.ones((tq, tk), dtype=bool), k=tk - tq)
     if padding_mask is not None:
-        allowed &= ~padding_mask[:, None, None, :]
+        allowed &= ~as_array_on(padding_mask, device_of(allowed))[:, None, None, :]
     return allowed
 
 
@@ -43,7 +49,7 @@ def _probabilities(scores, lse):
 
 def _scores_and_lse(q, k, causal, padding_mask, scale):
     """The masked scores S (B, H, Tq, Tk) and each query's logsumexp (-inf where it sees no key)."""
-    scores = _masked_scores(q, k, allowed_keys(q.shape[-2], k.shape[-2], causal, padding_mask, q.shape[0]), scale)
+    scores = _masked_scores(q, k, allowed_keys(q.shape[-2], k.shape[-2], causal, padding_mask, q.shape[0], like=q), scale)
     row_max = scores.max(axis=-1, keepdims=True)
     row_max = np.where(np.isfinite(row_max), row_max, 0)
     with np.errstate(divide="ignore"):
@@ -67,7 +73,7 @@ def attention_forward(q, k, v, causal=False, padding_mask=None, scale=None):
 def attention_backward(q, k, v, out, lse, grad_out, causal=False, padding_mask=None, scale=None):
     """(dq, dk, dv)."""
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = _masked_scores(q, k, allowed_keys(q.shape[-2], k.shape[-2], causal, padding_mask, q.shape[0]), scale)
+    scores = _masked_scores(q, k, allowed_keys(q.shape[-2], k.shape[-2], causal, padding_mask, q.shape[0], like=q), scale)
     probs = _probabilities(scores, lse)
     grad_v = np.swapaxes(probs, -1, -2) @ grad_out
     grad_probs = grad_out @ np.swapaxes(v, -1, -2)

@@ -8,15 +8,18 @@ whose target is ignore_index (padding). Then, with lse = logsumexp(x):
     d loss_row / d x = s * softmax(x) - q
 
 The forward returns lse so the backward can rebuild softmax(x) = exp(x - lse) without another reduction.
+It runs unchanged on GPU (CuPy) arrays too: there it is the naive baseline of the CUDA kernels.
 """
 import numpy as np
+
+from tinygrad_llm.device import array_module
 
 
 def _target_weights(targets, class_weight, ignore_index, label_smoothing, num_classes):
     """q as a dense (N, C) array: the readable version of what the fused kernels compute on the fly."""
     n = len(targets)
     keep = targets != ignore_index
-    q = np.zeros((n, num_classes), dtype=np.float64)
+    q = array_module(class_weight).zeros((n, num_classes), dtype=np.float64)
     rows = np.flatnonzero(keep)
     q[rows, targets[rows]] = (1 - label_smoothing) * class_weight[targets[rows]]
     q[rows] += label_smoothing / num_classes * class_weight
