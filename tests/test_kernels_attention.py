@@ -267,7 +267,7 @@ def numba_attention_active(monkeypatch):
     kernel_set = types.SimpleNamespace(**{name: getattr(reference, name) for name in reference.__all__})
     kernel_set.attention_forward = numba_attention.attention_forward
     kernel_set.attention_backward = numba_attention.attention_backward
-    monkeypatch.setattr(kernels, "active", lambda: kernel_set)
+    monkeypatch.setattr(kernels, "active", lambda array=None: kernel_set)
 
 
 @pytest.mark.parametrize("causal, padded, tq, tk", [(False, False, 3, 4), (True, False, 4, 4), (True, True, 3, 5)])

@@ -181,7 +181,7 @@ def numba_matmul_active(monkeypatch):
 
     kernel_set = types.SimpleNamespace(**{name: getattr(reference, name) for name in reference.__all__})
     kernel_set.matmul = counted_matmul
-    monkeypatch.setattr(tinygrad_llm.kernels, "active", lambda: kernel_set)
+    monkeypatch.setattr(tinygrad_llm.kernels, "active", lambda array=None: kernel_set)
     return calls
 
 
