@@ -182,3 +182,26 @@ def test_the_reference_kernels_run_on_device_arrays_as_the_naive_gpu_baseline(fa
         for a, e in zip(got, expected):
             assert isinstance(a, fake_gpu.FakeDeviceArray)
             np.testing.assert_allclose(a.get(), e, rtol=1e-12, atol=1e-12)
+
+
+def test_bench_kernels_on_the_gpu_times_the_gpu_set_against_the_reference_on_the_device(fake_cuda, tmp_path):
+    import json
+
+    from tinygrad_llm.benchmarks.kernels import run_kernel_benchmark
+
+    out = tmp_path / "gpu.json"
+    report = run_kernel_benchmark("tiny", use_torch=False, out=out, plot=tmp_path / "none.png", device="cuda",
+                                  only=["softmax", "attention", "cross"], verbose=False)
+    assert report["meta"]["device"] == "cuda" and set(report["kernel_sets"]) == {"reference", "cupy"}
+    assert report["roof"] is None and report["plot"] is None and not (tmp_path / "none.png").exists()
+    assert report["cases"] and json.loads(out.read_text())["meta"]["device"] == "cuda"
+    for case in report["cases"]:
+        assert {"reference", "cupy"} <= set(case["results"]) and "reference" in case["results"]["cupy"]["speedup"]
+
+
+@needs_no_cuda
+def test_bench_kernels_on_cuda_without_it_says_why(tmp_path):
+    from tinygrad_llm.benchmarks.kernels import run_kernel_benchmark
+
+    with pytest.raises(devices.DeviceUnavailableError, match="device 'cuda' is not available"):
+        run_kernel_benchmark("tiny", out=None, plot=None, device="cuda", verbose=False)

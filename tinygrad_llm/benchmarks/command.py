@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     kernels.add_argument("--plot", default="bench_kernels_roofline.png", help="roofline PNG (default: %(default)s)")
     kernels.add_argument("--only", nargs="+", metavar="KERNEL",
                          help="only the cases whose kernel name starts with one of these, e.g. matmul attention")
+    kernels.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                         help="cuda: the GPU kernel set against the reference on GPU arrays and PyTorch CUDA, larger sizes")
     kernels.add_argument("--runs", type=int, default=1,
                          help="run the whole ladder N times and report each target's median (default: %(default)s)")
     kernels.set_defaults(func=_run_kernels)
@@ -79,8 +81,8 @@ def _size_flags(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--fast", action="store_true", help="smaller sizes and fewer repeats (CI)")
     size.add_argument("--tiny", action="store_true", help="smallest sizes, 1 repeat: checks the harness, not the machine")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (median reported)")
-    parser.add_argument("--sets", nargs="+", default=["reference", "numba"], choices=["reference", "numba"],
-                        help="kernel sets to run (default: both)")
+    parser.add_argument("--sets", nargs="+", default=None, choices=["reference", "numba", "cupy"],
+                        help="kernel sets to run (default: reference and numba; with --device cuda, reference and cupy)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison even if installed")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for numpy's BLAS, Numba and torch alike (default: leave each library's own); "
@@ -94,8 +96,8 @@ def _mode(args) -> str:
 def _run_kernels(args) -> int:
     from .kernels import run_kernel_benchmark, run_kernel_benchmark_runs
 
-    options = dict(mode=_mode(args), repeats=args.repeats, sets=tuple(args.sets), use_torch=not args.no_torch,
-                   only=args.only, threads=args.threads)
+    options = dict(mode=_mode(args), repeats=args.repeats, sets=tuple(args.sets) if args.sets else None,
+                   use_torch=not args.no_torch, only=args.only, threads=args.threads, device=args.device)
     if args.runs > 1:
         run_kernel_benchmark_runs(args.runs, out=args.out, plot=args.plot, **options)
     else:
@@ -106,7 +108,7 @@ def _run_kernels(args) -> int:
 def _run_train(args) -> int:
     from .train import run_train_benchmark
 
-    run_train_benchmark(_mode(args), steps=args.steps, repeats=args.repeats, out=args.out, sets=tuple(args.sets),
+    run_train_benchmark(_mode(args), steps=args.steps, repeats=args.repeats, out=args.out, sets=tuple(args.sets or ("reference", "numba")),
                         use_torch=not args.no_torch, models=tuple(args.models), threads=args.threads)
     return 0
 

@@ -30,6 +30,8 @@ from typing import Callable
 
 import numpy as np
 
+from .. import kernels as kernel_dispatch
+from ..device import check_device, cupy_module, to_device
 from .roofline import measure_roof, plot_roofline
 from .timing import OtherLoad, time_call, time_interleaved
 
@@ -42,7 +44,8 @@ KERNEL_FUNCTIONS = {
     "gelu": ["gelu_forward", "gelu_backward"],
     "embedding": ["embedding_backward"],
 }
-KERNEL_SET_PACKAGES = {"reference": "tinygrad_llm.kernels.reference", "numba": "tinygrad_llm.kernels.numba_cpu"}
+KERNEL_SET_PACKAGES = {"reference": "tinygrad_llm.kernels.reference", "numba": "tinygrad_llm.kernels.numba_cpu",
+                       "cupy": "tinygrad_llm.kernels.cupy_gpu"}
 # The numba set's own matmul entry is BLAS (kernels/numba_cpu/__init__.py says why); the benchmark times the
 # Numba matmul itself, which is what the matmul-vs-BLAS ratio is about.
 MODULE_NAMES = {("numba", "matmul"): "blocked_matmul"}
@@ -52,6 +55,9 @@ SIZES = {
     "full": dict(matmul=[64, 128, 256, 512, 1024, 2048], rows=[(768, 256), (4096, 1024)], bhd=(4, 4, 64), T=[256, 512, 1024]),
     "fast": dict(matmul=[64, 128, 256, 512, 1024], rows=[(768, 256), (4096, 1024)], bhd=(4, 4, 64), T=[256, 512]),
     "tiny": dict(matmul=[32, 64], rows=[(64, 32), (128, 64)], bhd=(1, 2, 16), T=[32, 64]),
+    # `--device cuda` (full): the CPU sizes and larger, attention up to T = 4096
+    "cuda": dict(matmul=[256, 1024, 2048, 4096, 8192], rows=[(768, 256), (4096, 1024), (16384, 4096)], bhd=(4, 4, 64),
+                 T=[256, 1024, 2048, 4096]),
 }
 
 
@@ -65,7 +71,10 @@ def load_kernel_sets(names=("reference", "numba")) -> dict:
         functions, missing, errors = {}, [], {}
         for module_name, function_names in KERNEL_FUNCTIONS.items():
             try:
-                module = importlib.import_module(f"{KERNEL_SET_PACKAGES[name]}.{MODULE_NAMES.get((name, module_name), module_name)}")
+                if name == "cupy":  # one module holds the whole GPU set (the one the ops dispatch to)
+                    module = kernel_dispatch._gpu_kernels()
+                else:
+                    module = importlib.import_module(f"{KERNEL_SET_PACKAGES[name]}.{MODULE_NAMES.get((name, module_name), module_name)}")
             except Exception as error:  # a kernel file that does not exist yet, or does not import
                 errors[module_name] = f"{type(error).__name__}: {error}"
                 missing += function_names
@@ -98,9 +107,19 @@ class Case:
     flops: float                  # FLOPs per call (see the module docstring for the conventions)
     bytes: float                  # compulsory bytes per call
     unit: str                     # the figure of merit printed: "GFLOP/s" (compute bound) or "GB/s" (memory bound)
-    setup: Callable[[], dict]     # builds the inputs (numpy arrays)
+    setup: Callable[[], dict]     # builds the inputs (numpy arrays; the harness moves them to the device)
     run: Callable                 # run(functions, inputs) -> a zero-argument callable doing one call
-    torch_run: Callable | None    # torch_run(torch, inputs) -> a zero-argument callable, or None
+    torch_run: Callable | None    # torch_run(torch, inputs as torch tensors) -> a zero-argument callable, or None
+
+
+def _leaf(tensor):
+    """A fresh torch leaf that records gradients, sharing the input's memory."""
+    return tensor.detach().requires_grad_()
+
+
+def torch_inputs(torch, inputs: dict, device: str = "cpu") -> dict:
+    """The case's NumPy inputs as torch tensors on `device` ('cuda' copies them to the GPU once, up front)."""
+    return {name: torch.from_numpy(array).to(device) for name, array in inputs.items()}
 
 
 def _rng():
@@ -119,7 +138,7 @@ def _matmul_case(n):
 
 
 def _bind_torch_matmul(torch, x):
-    a, b = torch.from_numpy(x["a"]), torch.from_numpy(x["b"])
+    a, b = x["a"], x["b"]
     return lambda: torch.matmul(a, b)
 
 
@@ -136,11 +155,11 @@ def _softmax_cases(rows, cols):
         return call
 
     def torch_fwd(torch, x):
-        t = torch.from_numpy(x["x"])
+        t = x["x"]
         return lambda: torch.softmax(t, dim=-1)
 
     def torch_fwd_bwd(torch, x):
-        t, g = torch.from_numpy(x["x"]).requires_grad_(), torch.from_numpy(x["g"])
+        t, g = _leaf(x["x"]), x["g"]
         return lambda: torch.autograd.grad(torch.softmax(t, dim=-1), t, g)
 
     e, shape = rows * cols, f"({rows}, {cols})"
@@ -170,8 +189,7 @@ def _cross_entropy_case(rows, vocab):
 
     def torch_fwd_bwd(torch, x):
         import torch.nn.functional as TF
-        logits = torch.from_numpy(x["logits"]).requires_grad_()
-        targets, g = torch.from_numpy(x["targets"]), torch.from_numpy(x["grad_rows"])
+        logits, targets, g = _leaf(x["logits"]), x["targets"], x["grad_rows"]
         return lambda: torch.autograd.grad(TF.cross_entropy(logits, targets, reduction="none"), logits, g)
 
     e = rows * vocab
@@ -199,9 +217,7 @@ def _layer_norm_case(rows, dim):
 
     def torch_fwd_bwd(torch, x):
         import torch.nn.functional as TF
-        t = torch.from_numpy(x["x"]).requires_grad_()
-        w, b = torch.from_numpy(x["w"]).requires_grad_(), torch.from_numpy(x["b"]).requires_grad_()
-        g = torch.from_numpy(x["g"])
+        t, w, b, g = _leaf(x["x"]), _leaf(x["w"]), _leaf(x["b"]), x["g"]
         return lambda: torch.autograd.grad(TF.layer_norm(t, (dim,), w, b, 1e-5), (t, w, b), g)
 
     e = rows * dim
@@ -228,13 +244,13 @@ def _attention_cases(b, h, t, d):
 
     def torch_fwd(torch, x):
         import torch.nn.functional as TF
-        q, k, v = (torch.from_numpy(x[n]) for n in "qkv")
+        q, k, v = (x[n] for n in "qkv")
         return lambda: TF.scaled_dot_product_attention(q, k, v, is_causal=True)
 
     def torch_fwd_bwd(torch, x):
         import torch.nn.functional as TF
-        q, k, v = (torch.from_numpy(x[n]).requires_grad_() for n in "qkv")
-        do = torch.from_numpy(x["do"])
+        q, k, v = (_leaf(x[n]) for n in "qkv")
+        do = x["do"]
         return lambda: torch.autograd.grad(TF.scaled_dot_product_attention(q, k, v, is_causal=True), (q, k, v), do)
 
     heads, shape = b * h, f"B={b} H={h} T={t} D={d}"
@@ -273,24 +289,39 @@ def _result(timing, case) -> dict:
             "gbs": case.bytes / seconds / 1e9}
 
 
-def run_case(case: Case, kernel_sets: dict, torch=None, repeats: int = 5) -> dict:
+def run_case(case: Case, kernel_sets: dict, torch=None, repeats: int = 5, device: str = "cpu") -> dict:
     with OtherLoad() as load:
-        row = _run_case(case, kernel_sets, torch, repeats)
+        row = _run_case(case, kernel_sets, torch, repeats, device)
     row["others_cpu_fraction"] = load.fraction
     return row
 
 
-def _run_case(case: Case, kernel_sets: dict, torch=None, repeats: int = 5) -> dict:
+def _finished(call, synchronize):
+    """On a GPU a launch returns before the kernel ends: time the call up to the device's synchronisation."""
+    if synchronize is None:
+        return call
+
+    def call_and_wait():
+        call()
+        synchronize()
+
+    return call_and_wait
+
+
+def _run_case(case: Case, kernel_sets: dict, torch=None, repeats: int = 5, device: str = "cpu") -> dict:
     inputs = case.setup()
+    library_inputs = {name: to_device(array, device) for name, array in inputs.items()}
+    library_sync = cupy_module().cuda.Device().synchronize if device == "cuda" else None
     results, contestants = {}, {}
     for name, kernel_set in kernel_sets.items():
         absent = [fn for fn in case.needs if fn not in kernel_set["functions"]]
         if absent:
             results[name] = {"missing": absent}
         else:
-            contestants[name] = case.run(kernel_set["functions"], inputs)
+            contestants[name] = _finished(case.run(kernel_set["functions"], library_inputs), library_sync)
     if torch is not None and case.torch_run is not None:
-        contestants["torch"] = case.torch_run(torch, inputs)
+        torch_sync = torch.cuda.synchronize if device == "cuda" else None
+        contestants["torch"] = _finished(case.torch_run(torch, torch_inputs(torch, inputs, device)), torch_sync)
     # Timed in turns, so load from other processes falls on every contestant alike.
     for name, timing in time_interleaved(contestants, repeats=repeats).items():
         if isinstance(timing, Exception):  # a kernel under construction may fail: report it, keep benchmarking
@@ -437,7 +468,8 @@ def attention_memory(kernel_sets: dict, mode: str = "full", torch=None) -> list:
                 candidates[name]["fwd+bwd"] = _attention_cases(b, h, t, d)[1].run(kernel_set["functions"], inputs)
         if torch is not None:
             cases = _attention_cases(b, h, t, d)
-            candidates["torch"] = {"fwd": cases[0].torch_run(torch, inputs), "fwd+bwd": cases[1].torch_run(torch, inputs)}
+            tensors = torch_inputs(torch, inputs)
+            candidates["torch"] = {"fwd": cases[0].torch_run(torch, tensors), "fwd+bwd": cases[1].torch_run(torch, tensors)}
         for name, calls in candidates.items():
             row["sets"][name] = {}
             for what, call in calls.items():
@@ -526,7 +558,7 @@ def _load_average():
         return None
 
 
-def machine_info(torch=None) -> dict:
+def machine_info(torch=None, device: str = "cpu") -> dict:
     env_names = ["OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS",
                  "NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "TGL_KERNELS", "OPENBLAS_THREAD_TIMEOUT"]
     try:
@@ -551,56 +583,87 @@ def machine_info(torch=None) -> dict:
     except ImportError:
         info["numba"] = None
     info["torch"] = None if torch is None else {"version": torch.__version__, "num_threads": torch.get_num_threads()}
+    if device == "cuda":
+        info["gpu"] = _gpu_info()
     return info
+
+
+def _gpu_info() -> dict:
+    """The GPU's name and memory, and the CUDA runtime and driver versions CuPy reports."""
+    cupy = cupy_module()
+    try:
+        properties = cupy.cuda.runtime.getDeviceProperties(0)
+        name = properties["name"].decode() if isinstance(properties["name"], bytes) else properties["name"]
+        return {"name": name, "memory_gib": properties["totalGlobalMem"] / 2**30, "cupy": cupy.__version__,
+                "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "driver": cupy.cuda.runtime.driverGetVersion()}
+    except Exception as error:  # a partial CUDA install: report what failed, keep benchmarking
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------------------
 def run_kernel_benchmark(mode: str = "full", repeats: int | None = None, out="bench_kernels.json",
-                         plot="bench_kernels_roofline.png", sets=("reference", "numba"), use_torch: bool = True,
-                         only=None, threads: int | None = None, verbose: bool = True) -> dict:
-    """Run the ladder and write the JSON (`out`) and the roofline PNG (`plot`); returns the report dict."""
-    if mode not in SIZES:
-        raise ValueError(f"bench kernels: mode must be one of {sorted(SIZES)}, got {mode!r}")
+                         plot="bench_kernels_roofline.png", sets=None, use_torch: bool = True,
+                         only=None, threads: int | None = None, verbose: bool = True, device: str = "cpu") -> dict:
+    """Run the ladder and write the JSON (`out`) and, on the CPU, the roofline PNG (`plot`); returns the report.
+
+    device="cuda" times the GPU kernel set against the same NumPy reference run on GPU arrays (CuPy's own
+    naive composition) and PyTorch CUDA, at larger sizes (SIZES["cuda"]); the CPU-only parts (roof, thread
+    fight, attention memory, the issue's CPU targets) are skipped there.
+    """
+    if mode not in SIZES or mode == "cuda":
+        raise ValueError(f"bench kernels: mode must be one of full, fast, tiny, got {mode!r}")
+    device = check_device(device)
+    on_gpu = device == "cuda"
+    sets = tuple(sets or (("reference", "cupy") if on_gpu else ("reference", "numba")))
     repeats = repeats or {"full": 5, "fast": 3, "tiny": 1}[mode]
     say = print if verbose else (lambda *a, **k: None)
     torch = _torch() if use_torch else None
+    if on_gpu and torch is not None and not torch.cuda.is_available():
+        say("torch cannot use CUDA here: its columns are skipped")
+        torch = None
     kernel_sets = load_kernel_sets(sets)
     thread_setting = set_threads(threads, torch) if threads else None
-    machine = machine_info(torch)
+    machine = machine_info(torch, device)
     machine["threads_set"] = thread_setting
     say(_describe_machine(machine, kernel_sets))
 
-    roof = measure_roof(fast=mode == "fast", tiny=mode == "tiny", repeats=max(repeats, 3))
-    say(f"Roof: peak {roof['peak_gflops']:.0f} GFLOP/s ({roof['peak']['what']}, n={roof['peak']['n']}); "
-        f"bandwidth {roof['bandwidth_gbs']:.1f} GB/s ({roof['bandwidth']['what']}); "
-        f"ridge {roof['ridge_flop_per_byte']:.1f} FLOP/byte\n")
+    roof = None
+    if not on_gpu:
+        roof = measure_roof(fast=mode == "fast", tiny=mode == "tiny", repeats=max(repeats, 3))
+        say(f"Roof: peak {roof['peak_gflops']:.0f} GFLOP/s ({roof['peak']['what']}, n={roof['peak']['n']}); "
+            f"bandwidth {roof['bandwidth_gbs']:.1f} GB/s ({roof['bandwidth']['what']}); "
+            f"ridge {roof['ridge_flop_per_byte']:.1f} FLOP/byte\n")
 
-    cases = [c for c in build_cases(mode) if not only or any(c.kernel.startswith(o) for o in only)]
+    sizes = "cuda" if on_gpu and mode == "full" else mode
+    cases = [c for c in build_cases(sizes) if not only or any(c.kernel.startswith(o) for o in only)]
     rows = []
     say(_table_header())
     for case in cases:
-        row = run_case(case, kernel_sets, torch, repeats)
+        row = run_case(case, kernel_sets, torch, repeats, device)
         rows.append(row)
         say(_table_rows(row))
 
-    say("(x ref, x torch: speedup over the reference set / PyTorch, measured in this run; for matmul the reference "
-        "IS numpy's BLAS. others: share of all CPU time other processes took while the case ran)")
-    fight = thread_fight(kernel_sets.get("numba", {"functions": {}})["functions"], repeats, tiny=mode == "tiny") \
-        if "numba" in kernel_sets else {"skipped": "numba set not requested"}
-    say("\n" + _describe_fight(fight))
-    memory = attention_memory(kernel_sets, mode, torch) if not only or any("attention".startswith(o) for o in only) else []
-    say(_describe_memory(memory))
-    targets = check_targets(rows, memory)
-    say(_describe_targets(targets))
+    if on_gpu:
+        say("(x ref, x torch: speedup over the NumPy reference run on GPU arrays (CuPy's own composition) / PyTorch "
+            "CUDA, measured in this run; for matmul both are cuBLAS. Each call is timed up to the device's "
+            "synchronisation.)")
+        fight, memory, targets = {"skipped": "CPU only"}, [], []
+    else:
+        say("(x ref, x torch: speedup over the reference set / PyTorch, measured in this run; for matmul the reference "
+            "IS numpy's BLAS. others: share of all CPU time other processes took while the case ran)")
+        fight = thread_fight(kernel_sets.get("numba", {"functions": {}})["functions"], repeats, tiny=mode == "tiny") \
+            if "numba" in kernel_sets else {"skipped": "numba set not requested"}
+        say("\n" + _describe_fight(fight))
+        memory = attention_memory(kernel_sets, mode, torch) if not only or any("attention".startswith(o) for o in only) else []
+        say(_describe_memory(memory))
+        targets = check_targets(rows, memory)
+        say(_describe_targets(targets))
 
-    points = [{"label": f"{r['kernel'].split(' (')[0]} {r['shape'].replace(' D=64', '').replace('B=4 H=4 ', '')}", "set": name, "intensity": r["intensity"],
-               "gflops": result["gflops"]}
-              for r in rows for name, result in r["results"].items() if "gflops" in result]
     report = {
-        "meta": {"command": "python -m tinygrad_llm bench kernels", "mode": mode, "repeats": repeats,
-                 "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "meta": {"command": "python -m tinygrad_llm bench kernels" + (" --device cuda" if on_gpu else ""), "mode": mode,
+                 "device": device, "repeats": repeats, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                  "speedup_definition": "time of the baseline / time of this set (above 1: this set is faster)"},
         "machine": machine,
         "roof": roof,
@@ -611,9 +674,12 @@ def run_kernel_benchmark(mode: str = "full", repeats: int | None = None, out="be
         "attention_memory": memory,
         "targets": targets,
         "load_average_at_end": _load_average(),
-        "plot": str(plot) if plot else None,
+        "plot": str(plot) if plot and not on_gpu else None,
     }
-    if plot:
+    if report["plot"]:
+        points = [{"label": f"{r['kernel'].split(' (')[0]} {r['shape'].replace(' D=64', '').replace('B=4 H=4 ', '')}",
+                   "set": name, "intensity": r["intensity"], "gflops": result["gflops"]}
+                  for r in rows for name, result in r["results"].items() if "gflops" in result]
         plot_roofline(points, roof, plot, title=f"Roofline: kernels on {machine['cpu']} ({machine['cpu_count']} CPUs; "
                       f"threads: {threads or 'each library its default'})")
     if out:
@@ -621,7 +687,7 @@ def run_kernel_benchmark(mode: str = "full", repeats: int | None = None, out="be
             json.dump(report, handle, indent=1, default=str)
     say(f"\nLoad average (1, 5, 15 min) at start {machine['load_average_1_5_15']}, at end {report['load_average_at_end']} "
         f"on {machine['cpu_count']} CPUs (above the CPU count: other processes competed; rerun when quieter)")
-    say(f"\nWrote {out}" + (f" and {plot}" if plot else ""))
+    say(f"\nWrote {out}" + (f" and {report['plot']}" if report["plot"] else ""))
     return report
 
 
@@ -734,7 +800,10 @@ def _describe_targets(checks: list, over: str = "this run") -> str:
 def _describe_machine(machine: dict, kernel_sets: dict) -> str:
     runtime = machine["numpy_blas_runtime"]
     build = machine["numpy_blas_build"]
-    lines = [
+    gpu = machine.get("gpu")
+    lines = [f"GPU: {gpu.get('name', gpu.get('error'))}, {gpu.get('memory_gib', 0):.0f} GiB; CuPy {gpu.get('cupy')}, "
+             f"CUDA runtime {gpu.get('cuda_runtime')}, driver {gpu.get('driver')}"] if gpu else []
+    lines += [
         f"CPU: {machine['cpu']} ({machine['cpu_count']} CPUs); numpy {machine['numpy']}, numba {machine['numba']}, "
         f"torch {machine['torch']['version'] + ' (' + str(machine['torch']['num_threads']) + ' threads)' if machine['torch'] else 'not installed'}",
         f"numpy BLAS: {build.get('name')} {build.get('version')}; runtime core kernels: {runtime.get('corename', '?')}, "
