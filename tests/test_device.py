@@ -205,3 +205,12 @@ def test_bench_kernels_on_cuda_without_it_says_why(tmp_path):
 
     with pytest.raises(devices.DeviceUnavailableError, match="device 'cuda' is not available"):
         run_kernel_benchmark("tiny", out=None, plot=None, device="cuda", verbose=False)
+
+
+def test_bench_quality_trains_the_library_side_on_the_gpu(fake_cuda, tmp_path):
+    from tinygrad_llm.benchmarks.quality import run_quality_benchmark
+
+    report = run_quality_benchmark("embedded", steps=2, eval_every=2, eval_batches=1, final_eval_batches=1,
+                                   use_torch=False, out=tmp_path / "q.json", max_chars=4000, device="cuda", verbose=False)
+    assert report["meta"]["device"] == "cuda" and report["config"]["device"] == "cuda"
+    assert np.isfinite(report["library"]["val_loss"]) and report["library"]["tokens_per_s"] > 0

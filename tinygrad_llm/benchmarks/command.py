@@ -59,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     quality.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin even if installed")
     quality.add_argument("--torch-threads", type=int, default=None,
                          help="threads for torch (default: torch's own); set OPENBLAS_NUM_THREADS for numpy's side")
+    quality.add_argument("--config", default="cpu", choices=["cpu", "gpu"],
+                         help="nanoGPT's CPU configuration, or its GPU one (6 layers, 6 heads, 384 wide, context 256, "
+                         "batch 64, dropout 0.2; use --steps 5000) (default: %(default)s)")
+    quality.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                         help="where both sides train (default: %(default)s)")
     quality.add_argument("--out", default="bench_quality.json", help="JSON report (default: %(default)s)")
     quality.set_defaults(func=_run_quality)
 
@@ -118,7 +123,8 @@ def _run_quality(args) -> int:
 
     run_quality_benchmark(args.corpus, steps=args.steps, eval_every=args.eval_every,
                           final_eval_batches=args.final_eval_batches, use_torch=not args.no_torch, out=args.out,
-                          max_chars=args.max_chars, torch_threads=args.torch_threads)
+                          max_chars=args.max_chars, torch_threads=args.torch_threads, config_name=args.config,
+                          device=args.device)
     return 0
 
 

@@ -10,6 +10,10 @@ the same validation windows. Two numbers come out of one run:
 - the val loss each reaches, and their difference: the whole library (autograd, kernels, AdamW, the
   schedule, clipping) against PyTorch, end to end;
 - training tokens per second of each side (their steps alternate, so machine load hits both alike).
+
+`--device cuda --config gpu` runs nanoGPT's GPU configuration for character-level Shakespeare instead (6
+layers, 6 heads, 384 wide, context 256, batch 64, dropout 0.2, 5000 iterations, the same optimiser settings)
+with both sides on the GPU: the library through CuPy and its CUDA kernels, the twin in PyTorch CUDA eager.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ..data import random_windows
+from ..device import check_device
 from ..random import manual_seed
 from ..training import TrainConfig, build_model, build_optimizer, prepare_text_data
 from ..training.loop import language_model_loss, optimizer_step
@@ -33,10 +38,17 @@ def _validation_windows(ids, config: TrainConfig, batches: int, seed: int):
     return [random_windows(ids, config.context_size, config.batch_size, rng) for _ in range(batches)]
 
 
+# nanoGPT's two character-level Shakespeare configurations (TrainConfig's defaults are the CPU one).
+CONFIGS = {
+    "cpu": {},
+    "gpu": dict(num_layers=6, num_heads=6, embed_dim=384, context_size=256, batch_size=64, dropout=0.2),
+}
+
+
 def run_quality_benchmark(corpus: str, steps: int = 2000, eval_every: int = 250, eval_batches: int = 20,
                           final_eval_batches: int = 200, use_torch: bool = True, out="bench_quality.json",
                           max_chars: int = 0, seed: int = 0, torch_threads: int | None = None,
-                          verbose: bool = True) -> dict:
+                          verbose: bool = True, config_name: str = "cpu", device: str = "cpu") -> dict:
     say = print if verbose else (lambda *a, **k: None)
     torch = None
     if use_torch:
@@ -46,14 +58,21 @@ def run_quality_benchmark(corpus: str, steps: int = 2000, eval_every: int = 250,
             say("torch is not installed: training the library's GPT only")
     if torch is not None and torch_threads:
         torch.set_num_threads(torch_threads)
+    if config_name not in CONFIGS:
+        raise ValueError(f"bench quality: config must be one of {sorted(CONFIGS)}, got {config_name!r}")
     config = TrainConfig(model="gpt", corpus=corpus, steps=steps, eval_every=eval_every, eval_batches=eval_batches,
-                         max_chars=max_chars, seed=seed, warmup_steps=min(TrainConfig.warmup_steps, steps // 2))
+                         max_chars=max_chars, seed=seed, warmup_steps=min(TrainConfig.warmup_steps, steps // 2),
+                         device=check_device(device), **CONFIGS[config_name])
+    if torch is not None and device == "cuda" and not torch.cuda.is_available():
+        say("torch cannot use CUDA here: training the library's GPT only")
+        torch = None
     data = prepare_text_data(config)
     manual_seed(config.seed)
     model = build_model(config, data.tokenizer.vocab_size)
-    twin = torch_twin(torch, model) if torch is not None else None  # copied BEFORE training: same initial weights
+    twin = torch_twin(torch, model, device) if torch is not None else None  # copied BEFORE training: same weights
+    model.to(device)
     optimizer, scheduler = build_optimizer(model, config)
-    torch_step = torch_training_step(torch, twin, *torch_optimizer(torch, twin, config), config) if twin else None
+    torch_step = torch_training_step(torch, twin, *torch_optimizer(torch, twin, config), config, device) if twin else None
     say(f"Quality band: {corpus} ({len(data.train_ids):,} train / {len(data.val_ids):,} val tokens, vocab "
         f"{data.tokenizer.vocab_size}), GPT with {model.num_parameters():,} parameters, {steps} steps")
 
@@ -79,14 +98,15 @@ def run_quality_benchmark(corpus: str, steps: int = 2000, eval_every: int = 250,
                       "library_val_loss": _mean_loss(lambda x, y: _library_loss(model, x, y), windows)}
             if twin is not None:
                 record["torch_train_batch_loss"] = torch_train_loss
-                record["torch_val_loss"] = _mean_loss(lambda x, y: torch_loss(torch, twin, x, y), windows)
+                record["torch_val_loss"] = _mean_loss(lambda x, y: torch_loss(torch, twin, x, y, device), windows)
             history.append(record)
             say("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
 
     tokens = steps * config.tokens_per_step
     final = history[-1]
     report = {
-        "meta": {"command": "python -m tinygrad_llm bench quality", "corpus": corpus,
+        "meta": {"command": "python -m tinygrad_llm bench quality", "corpus": corpus, "config": config_name,
+                 "device": device,
                  "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
                  "load_average_1_5_15_at_end": list(os.getloadavg()),
                  "val_loss_definition": f"mean cross-entropy over {final_eval_batches} random validation windows "

@@ -89,8 +89,8 @@ def _twin_classes(torch):
     return {"MLPLanguageModel": TorchMLPLanguageModel, "GPT": TorchGPT}
 
 
-def torch_twin(torch, model):
-    """A PyTorch copy of a library MLPLanguageModel or GPT: same architecture, same weights."""
+def torch_twin(torch, model, device: str = "cpu"):
+    """A PyTorch copy of a library MLPLanguageModel or GPT (on the CPU): same architecture, same weights, on `device`."""
     classes = _twin_classes(torch)
     name = type(model).__name__
     if name not in classes:
@@ -103,7 +103,7 @@ def torch_twin(torch, model):
     with torch.no_grad():
         for key, param in theirs.items():
             param.copy_(torch.from_numpy(np.ascontiguousarray(ours[key].data)))
-    return twin
+    return twin.to(device)
 
 
 def torch_optimizer(torch, twin, config):
@@ -126,14 +126,19 @@ def torch_optimizer(torch, twin, config):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def torch_training_step(torch, twin, optimizer, scheduler, config):
-    """One optimizer step on (inputs, targets) arrays, in the library loop's order; returns the loss."""
+def _on(torch, array: np.ndarray, device: str):
+    return torch.from_numpy(array).to(device)
+
+
+def torch_training_step(torch, twin, optimizer, scheduler, config, device: str = "cpu"):
+    """One optimizer step on (inputs, targets) arrays, in the library loop's order; returns the loss (.item()
+    waits for the GPU, so a timed step is a finished step on either device)."""
 
     def step(inputs: np.ndarray, targets: np.ndarray) -> float:
         optimizer.zero_grad()
-        logits = twin(torch.from_numpy(inputs))
+        logits = twin(_on(torch, inputs, device))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 torch.from_numpy(targets).reshape(-1))
+                                                 _on(torch, targets, device).reshape(-1))
         loss.backward()
         if config.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(twin.parameters(), config.clip_norm)
@@ -144,13 +149,13 @@ def torch_training_step(torch, twin, optimizer, scheduler, config):
     return step
 
 
-def torch_loss(torch, twin, inputs: np.ndarray, targets: np.ndarray) -> float:
+def torch_loss(torch, twin, inputs: np.ndarray, targets: np.ndarray, device: str = "cpu") -> float:
     """Mean next-token cross-entropy without a graph, in eval mode."""
     was_training = twin.training
     twin.eval()
     with torch.no_grad():
-        logits = twin(torch.from_numpy(inputs))
+        logits = twin(_on(torch, inputs, device))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                 torch.from_numpy(targets).reshape(-1)).item()
+                                                 _on(torch, targets, device).reshape(-1)).item()
     twin.train(was_training)
     return loss
