@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cuda_launch import (ATTENTION, DEFAULT_SHARED_LIMIT, ELEMENTWISE_THREADS, attention_delta_launch, attention_launch,
+                          elementwise_blocks, layer_norm_params_launch, row_launch)
 from .reference.gelu import _check as _check_gelu_curve
 
 try:
@@ -53,19 +55,6 @@ KERNELS = {
     "gelu.cu": ("gelu_forward", "gelu_backward"),
 }
 SUFFIXES = {"float32": "f32", "float64": "f64"}
-
-# Launch geometry that the sources define too (constexpr in the .cu file; the test checks they agree).
-CUDA_CONSTANTS = {
-    "attention.cu": {"ATTENTION_WARPS": 4, "BLOCK_ROWS": 8, "TILE": 32, "MAX_HEAD_DIM": 128},
-    "layer_norm.cu": {"PARAMS_COLS": 32, "PARAMS_ROW_LANES": 8},
-}
-
-WARP = 32
-COLUMNS_PER_THREAD = 4       # row kernels: a few independent loads in flight per thread hide memory latency
-MAX_THREADS = 1024           # the CUDA limit per block
-ELEMENTWISE_THREADS = 256
-PARAMS_ROW_CHUNKS = 64       # layer norm dw/db: row chunks summed separately, then added (deterministic)
-DEFAULT_SHARED_LIMIT = 48 * 1024  # dynamic shared memory a kernel may use without opting in
 
 _SOURCE_OF = {name: source for source, names in KERNELS.items() for name in names}
 _NULL = np.uintp(0)  # an 8-byte zero: a kernel's pointer parameter receives it as nullptr
@@ -110,13 +99,6 @@ def _rows(op: str, a, dtype=None):
     return a
 
 
-def _row_threads(n_cols: int) -> int:
-    """Threads of a one-block-per-row kernel: about COLUMNS_PER_THREAD columns each, a whole number of
-    warps (every shuffle needs all 32 lanes), between 1 warp and 1024 threads."""
-    warps = -(-n_cols // (COLUMNS_PER_THREAD * WARP))
-    return min(MAX_THREADS, max(1, warps) * WARP)
-
-
 # ------------------------------------------------------------------ matmul: cuBLAS
 def matmul(a, b):
     """(M, K) @ (K, N), or a batch (Bt, M, K) @ (Bt, K, N): cuBLAS GEMM (strided-batched for 3-D).
@@ -140,7 +122,7 @@ def softmax_forward(x):
     y = cupy.empty_like(x)
     n_rows, n_cols = x.shape
     if n_rows and n_cols:
-        _kernel("softmax_forward", x.dtype)((n_rows,), (_row_threads(n_cols),), (x, y, np.int32(n_cols)))
+        _kernel("softmax_forward", x.dtype)(*row_launch(n_rows, n_cols), (x, y, np.int32(n_cols)))
     return y
 
 
@@ -152,7 +134,7 @@ def softmax_backward(y, g):
     dx = cupy.empty_like(y)
     n_rows, n_cols = y.shape
     if n_rows and n_cols:
-        _kernel("softmax_backward", y.dtype)((n_rows,), (_row_threads(n_cols),), (y, g, dx, np.int32(n_cols)))
+        _kernel("softmax_backward", y.dtype)(*row_launch(n_rows, n_cols), (y, g, dx, np.int32(n_cols)))
     return dx
 
 
@@ -185,7 +167,7 @@ def cross_entropy_forward(logits, targets, class_weight, ignore_index=-100, labe
     lse = cupy.empty(n_rows, dtype=logits.dtype)
     if n_rows:
         _kernel("cross_entropy_forward", logits.dtype)(
-            (n_rows,), (_row_threads(n_classes),),
+            *row_launch(n_rows, n_classes),
             (logits, targets, weight, weight_sum, np.int64(ignore_index), logits.dtype.type(label_smoothing),
              np.int32(n_classes), losses, lse),
         )
@@ -202,7 +184,7 @@ def cross_entropy_backward(logits, lse, targets, class_weight, grad_rows, ignore
     dx = cupy.empty_like(logits)
     if n_rows:
         _kernel("cross_entropy_backward", logits.dtype)(
-            (n_rows,), (_row_threads(n_classes),),
+            *row_launch(n_rows, n_classes),
             (logits, lse, targets, weight, weight_sum, grad_rows, np.int64(ignore_index),
              logits.dtype.type(label_smoothing), np.int32(n_classes), dx),
         )
@@ -225,7 +207,7 @@ def layer_norm_forward(x, weight, bias, eps=1e-5):
     rstd = cupy.empty(n_rows, dtype=x.dtype)
     if n_rows and n_cols:
         _kernel("layer_norm_forward", x.dtype)(
-            (n_rows,), (_row_threads(n_cols),),
+            *row_launch(n_rows, n_cols),
             (x, weight, bias, x.dtype.type(eps), np.int32(n_cols), y, mean, rstd),
         )
     elif n_rows:  # no features: mean and rstd of an empty row, as NumPy gives them
@@ -247,25 +229,19 @@ def layer_norm_backward(g, x, weight, mean, rstd):
     if not (n_rows and n_cols):
         return dx, cupy.zeros(n_cols, dtype=x.dtype), cupy.zeros(n_cols, dtype=x.dtype)
     _kernel("layer_norm_backward_input", x.dtype)(
-        (n_rows,), (_row_threads(n_cols),), (g, x, weight, mean, rstd, np.int32(n_cols), dx),
+        *row_launch(n_rows, n_cols), (g, x, weight, mean, rstd, np.int32(n_cols), dx),
     )
-    geometry = CUDA_CONSTANTS["layer_norm.cu"]
-    rows_per_chunk = -(-n_rows // min(n_rows, PARAMS_ROW_CHUNKS))
-    chunks = -(-n_rows // rows_per_chunk)
+    grid, block, rows_per_chunk, chunks = layer_norm_params_launch(n_rows, n_cols)
     dw_partial = cupy.empty((chunks, n_cols), dtype=x.dtype)
     db_partial = cupy.empty((chunks, n_cols), dtype=x.dtype)
     _kernel("layer_norm_backward_params", x.dtype)(
-        (-(-n_cols // geometry["PARAMS_COLS"]), chunks), (geometry["PARAMS_COLS"], geometry["PARAMS_ROW_LANES"]),
+        grid, block,
         (g, x, mean, rstd, np.int32(n_rows), np.int32(n_cols), np.int32(rows_per_chunk), dw_partial, db_partial),
     )
     return dx, dw_partial.sum(axis=0), db_partial.sum(axis=0)
 
 
 # ------------------------------------------------------------------ attention
-_ATTENTION = CUDA_CONSTANTS["attention.cu"]
-_ATTENTION_THREADS = _ATTENTION["ATTENTION_WARPS"] * WARP
-
-
 def _attention_inputs(q, k, v, padding_mask, scale):
     q, k, v = (cupy.ascontiguousarray(a) for a in (q, k, v))
     dtype = _float_dtype("attention", q)
@@ -275,8 +251,8 @@ def _attention_inputs(q, k, v, padding_mask, scale):
         raise ValueError(f"attention kernel: q (B, H, Tq, D) and k, v (B, H, Tk, D) expected, got {q.shape}, "
                          f"{k.shape}, {v.shape}")
     head_dim = q.shape[3]
-    if head_dim > _ATTENTION["MAX_HEAD_DIM"]:
-        raise ValueError(f"attention (cupy kernels): head dim {head_dim} exceeds {_ATTENTION['MAX_HEAD_DIM']} "
+    if head_dim > ATTENTION["MAX_HEAD_DIM"]:
+        raise ValueError(f"attention (cupy kernels): head dim {head_dim} exceeds {ATTENTION['MAX_HEAD_DIM']} "
                          "(each lane holds MAX_HEAD_DIM / 32 accumulator registers); use more heads of a smaller "
                          "dim, or the numba/reference kernels")
     if padding_mask is None:
@@ -294,16 +270,14 @@ def _launch_attention(name: str, dtype: np.dtype, n_rows: int, n_heads_total: in
     """One block per BLOCK_ROWS rows of every (batch, head), a flat grid; dynamic shared memory sized as
     in attention.cu's header, opting in above the default 48 KiB (float64 with a large head dim)."""
     kernel = _kernel(name, dtype)
-    tile, block_rows = _ATTENTION["TILE"], _ATTENTION["BLOCK_ROWS"]
-    shared = (2 * block_rows * head_dim + 2 * tile * (head_dim + 1) + 2 * tile) * dtype.itemsize
+    grid, block, shared = attention_launch(n_rows, n_heads_total, head_dim, dtype.itemsize)
     if shared > DEFAULT_SHARED_LIMIT:
         limit = _device_attribute("MaxSharedMemoryPerBlockOptin")
         if shared > limit:
             raise ValueError(f"attention (cupy kernels): head dim {head_dim} in {dtype} needs {shared} bytes of shared "
                              f"memory per block, this GPU allows {limit}; use float32 or a smaller head dim")
         kernel.max_dynamic_shared_size_bytes = shared
-    blocks = -(-n_rows // block_rows) * n_heads_total
-    kernel((blocks,), (_ATTENTION_THREADS,), args, shared_mem=shared)
+    kernel(grid, block, args, shared_mem=shared)
 
 
 def attention_forward(q, k, v, causal=False, padding_mask=None, scale=None):
@@ -335,9 +309,8 @@ def attention_backward(q, k, v, out, lse, grad_out, causal=False, padding_mask=N
     delta = cupy.empty((batch, heads, tq), dtype=q.dtype)
     rows = batch * heads * tq
     if rows:
-        warps = _ATTENTION["ATTENTION_WARPS"]
         _kernel("attention_backward_delta", q.dtype)(
-            (-(-rows // warps),), (_ATTENTION_THREADS,), (out, grad_out, np.int64(rows), np.int32(head_dim), delta),
+            *attention_delta_launch(rows), (out, grad_out, np.int64(rows), np.int32(head_dim), delta),
         )
         _launch_attention("attention_backward_dq", q.dtype, tq, batch * heads, head_dim,
                           (q, k, v, grad_out, lse, delta) + options + (dq,))
@@ -349,9 +322,7 @@ def attention_backward(q, k, v, out, lse, grad_out, causal=False, padding_mask=N
 
 # ------------------------------------------------------------------ GELU
 def _gelu_blocks(n: int) -> int:
-    """Enough 256-thread blocks to fill every SM several times over; the kernels' grid-stride loops
-    cover any n with any grid."""
-    return max(1, min(-(-n // ELEMENTWISE_THREADS), 32 * _device_attribute("MultiProcessorCount")))
+    return elementwise_blocks(n, _device_attribute("MultiProcessorCount"))
 
 
 def gelu_forward(x, approximate: str = "none"):

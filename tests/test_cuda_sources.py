@@ -30,7 +30,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinygrad_llm.kernels import reference
+from tinygrad_llm.kernels import cuda_launch, reference
 
 pytestmark = pytest.mark.kernels
 
@@ -93,11 +93,30 @@ def cuda_int_constants(source):
 
 
 def test_launch_constants_match_the_sources():
-    for source, constants in launcher_constant("CUDA_CONSTANTS").items():
+    for source, constants in cuda_launch.CUDA_CONSTANTS.items():
         in_source = cuda_int_constants(CUDA_DIR / source)
         for name, value in constants.items():
             assert in_source.get(name) == value, \
-                f"cupy_gpu.CUDA_CONSTANTS[{source!r}][{name!r}] = {value}, but {source} says {in_source.get(name)}"
+                f"cuda_launch.CUDA_CONSTANTS[{source!r}][{name!r}] = {value}, but {source} says {in_source.get(name)}"
+
+
+@given(n_rows=st.integers(1, 10_000), n_cols=st.integers(1, 100_000))
+def test_row_launches_are_whole_warps_within_the_limit(n_rows, n_cols):
+    grid, block = cuda_launch.row_launch(n_rows, n_cols)
+    assert grid == (n_rows,) and block[0] % cuda_launch.WARP == 0 and cuda_launch.WARP <= block[0] <= 1024
+    # each thread handles about COLUMNS_PER_THREAD columns, unless the block is already at 1024 threads
+    assert block[0] == 1024 or block[0] * cuda_launch.COLUMNS_PER_THREAD >= n_cols
+
+
+@given(rows=st.integers(1, 5000), heads=st.integers(1, 64), head_dim=st.integers(1, 128), itemsize=st.sampled_from([4, 8]))
+def test_attention_launches_cover_every_row_and_fit_the_documented_shared_memory(rows, heads, head_dim, itemsize):
+    grid, block, shared = cuda_launch.attention_launch(rows, heads, head_dim, itemsize)
+    per_head = grid[0] // heads
+    assert grid[0] % heads == 0 and (per_head - 1) * cuda_launch.ATTENTION["BLOCK_ROWS"] < rows <= per_head * 8
+    assert block == (cuda_launch.ATTENTION_THREADS,)
+    assert shared == (2 * 8 * head_dim + 2 * 32 * (head_dim + 1) + 2 * 32) * itemsize   # attention.cu's header
+    if itemsize == 4:   # the header: float32 fits the default 48 KiB at every head dim up to 128
+        assert shared <= cuda_launch.DEFAULT_SHARED_LIMIT
 
 
 def test_the_gpu_set_has_every_function_of_the_kernel_contract():

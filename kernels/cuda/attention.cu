@@ -48,7 +48,7 @@
 // additions into dQ (which would make results depend on scheduling order): the readable, deterministic
 // choice. Arithmetic runs on CUDA cores (FMA) in the input's precision, not on tensor cores.
 //
-// ## Shared memory (dynamic, sized by Python in cupy_gpu.py: keep the two in sync)
+// ## Shared memory (dynamic, sized by Python in cuda_launch.py: keep the two in sync)
 // Every kernel carves at most two row arrays [BLOCK_ROWS][D], two tile arrays [TILE][D + 1] and two tile
 // vectors [TILE] out of one buffer: (2 * 8 * D + 2 * 32 * (D + 1) + 2 * 32) * sizeof(T) bytes, 40.5 KiB
 // for float32 at D = 128. float64 above D = 75 needs more than the default 48 KiB; Python raises the
