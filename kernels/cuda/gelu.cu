@@ -5,7 +5,7 @@
 //            gelu'(x) = (1 + tanh u) / 2 + x * (1 - tanh^2 u) / 2 * sqrt(2 / pi) * (1 + 3 * 0.044715 x^2)
 //
 // Thread/block mapping: a flat GRID-STRIDE loop. The launch uses enough 256-thread blocks to fill the GPU
-// (cupy_gpu.py caps the grid); thread t handles elements t, t + total_threads, ... Neighbouring threads
+// (cuda_launch.py caps the grid); thread t handles elements t, t + total_threads, ... Neighbouring threads
 // touch neighbouring elements, so every warp access is coalesced, and any n works with any grid.
 // No shared memory. The backward recomputes u from x instead of reading a saved tanh(u): an extra tanh
 // is cheaper than another array's round trip through memory.

@@ -5,7 +5,7 @@
 //     backward: dx = y * (g - sum(g * y))
 //
 // Thread/block mapping: ONE BLOCK PER ROW (gridDim.x = n_rows), blockDim.x threads (a multiple of 32,
-// chosen in cupy_gpu.py from n_cols, at most 1024). Thread t handles columns t, t + blockDim.x, ...: at
+// chosen in cuda_launch.py from n_cols, at most 1024). Thread t handles columns t, t + blockDim.x, ...: at
 // each step the 32 threads of a warp read 32 neighbouring elements, so every load is one coalesced
 // 128-byte transaction (float32). A row's reductions go warp by warp through shuffles and then across
 // warps through 32 slots of shared memory (block_reduce in common.cuh): no atomics, and the same
