@@ -118,6 +118,7 @@ def fake_cupy_module() -> types.ModuleType:
     module.ndarray = FakeDeviceArray
     module.asarray = _asarray  # the host -> device copy: the one function that takes NumPy arrays
     module.array = _asarray
+    module.asnumpy = FakeDeviceArray.get  # the device -> host copy
     module.random = types.SimpleNamespace(default_rng=_FakeGenerator)
     module.cuda = types.SimpleNamespace(Device=lambda *_: types.SimpleNamespace(synchronize=lambda: None))
     module.__getattr__ = _device_function

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import tinygrad_llm as tgl
 import tinygrad_llm.kernels as kernels
+from tinygrad_llm import device
 from tinygrad_llm.kernels import reference
 from tinygrad_llm.kernels.numba_cpu import attention as numba_attention
 from tinygrad_llm.nn import functional as F
@@ -59,8 +60,26 @@ def _contract_only(fn):
     return lambda q, k, v, causal, padding_mask, tiles: fn(q, k, v, causal, padding_mask)
 
 
-FORWARDS = {"reference": reference_forward, "numba": numba_forward}
-BACKWARDS = {"reference": reference_backward, "numba": numba_backward}
+def _on_gpu(fn, *arrays, padding_mask=None, **options):
+    """fn (a GPU kernel) on device copies of the NumPy arrays and mask; results back on the host."""
+    cupy = device.cupy_module()
+    mask = None if padding_mask is None else cupy.asarray(padding_mask)
+    result = fn(*(cupy.asarray(a) for a in arrays), padding_mask=mask, **options)
+    return tuple(cupy.asnumpy(r) for r in result)
+
+
+def cupy_forward(q, k, v, causal, padding_mask, tiles):
+    """The CUDA kernel (its tile sizes are fixed in kernels/cuda/attention.cu: `tiles` does not apply)."""
+    return _on_gpu(kernels._gpu_kernels().attention_forward, q, k, v, causal=causal, padding_mask=padding_mask)
+
+
+def cupy_backward(q, k, v, out, lse, g, causal, padding_mask, tiles):
+    return _on_gpu(kernels._gpu_kernels().attention_backward, q, k, v, out, lse, g, causal=causal,
+                   padding_mask=padding_mask)
+
+
+FORWARDS = {"reference": reference_forward, "numba": numba_forward, "cupy": cupy_forward}
+BACKWARDS = {"reference": reference_backward, "numba": numba_backward, "cupy": cupy_backward}
 
 
 # ------------------------------------------------------------------ inputs
@@ -220,7 +239,9 @@ def check_fully_masked_queries(forward, backward):
 
 
 # ------------------------------------------------------------------ the kernel and the reference pass them
-IMPLS = ["reference", "numba"]
+# The GPU kernel is held to the same checks on a machine with CUDA (skipped elsewhere, with the reason).
+IMPLS = ["reference", "numba", pytest.param("cupy", marks=pytest.mark.skipif(
+    not device.cuda_is_available(), reason="no usable GPU (CuPy, a driver and a visible device are needed)"))]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
