@@ -126,3 +126,22 @@ def test_bench_seq2seq_fast_reports_budget_time_and_scores(tmp_path):
         assert result["train_seconds"] > 0 and result["parameters"] > 0 and result["budget"]["steps"] == 60
         for key in ("exact_match_greedy", "exact_match_beam4", "token_accuracy_teacher_forced"):
             assert 0.0 <= result[key] <= 1.0
+
+
+def test_records_keep_what_the_notebooks_read(tmp_path):
+    from tinygrad_llm.benchmarks.records import build_record, load_record, main
+
+    shipped = load_record("kernels_cpu")   # notebook 15 prints it
+    for target in shipped["kernels"]["targets_median"]:
+        assert {"target", "case", "measured", "runs", "needed", "comparison", "met"} <= set(target)
+    assert {"reference", "torch"} <= set(shipped["train"]["models"]["gpt"]["numba"]["speedup"])
+    with pytest.raises(FileNotFoundError, match="available: .*kernels_cpu"):
+        load_record("no_such_record")
+
+    single_run = {"meta": {"device": "cuda"}, "machine": {"gpu": {"name": "X"}}, "roof": None, "cases": [{"kernel": "k"}]}
+    record = build_record(single_run, quality_report={"library": {"val_loss": 1.5}})
+    assert record["kernels"]["cases"] == [{"kernel": "k"}] and record["quality"]["library"]["val_loss"] == 1.5
+    assert "train" not in record
+    (tmp_path / "k.json").write_text(json.dumps(single_run))
+    assert main([str(tmp_path / "r.json"), "--kernels", str(tmp_path / "k.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["kernels"]["meta"]["device"] == "cuda"

@@ -5,9 +5,12 @@ Each record in recorded/ is built from the JSON reports the `bench` commands wro
 the notebooks use, and keeps the commands, dates and machine that produced them: to measure your own
 machine, run those commands. Build one with
 
-    python -m tinygrad_llm.benchmarks.records OUT.json --kernels bench_kernels.json --train t1.json t2.json t3.json
+    python -m tinygrad_llm.benchmarks.records OUT.json --kernels bench_kernels.json [--train t1.json t2.json ...]
+                                                       [--quality bench_quality.json]
 
-where bench_kernels.json comes from `bench kernels --runs N` and each t*.json from one `bench train` run.
+where bench_kernels.json comes from `bench kernels` (with --runs N, its medians are kept; with --device cuda,
+its single run), each t*.json from one `bench train` run, and bench_quality.json from `bench quality`.
+kernels_cpu.json is read by notebook 15, kernels_gpu.json by notebook 16.
 """
 from __future__ import annotations
 
@@ -43,26 +46,37 @@ def train_summary(reports: list) -> dict:
     return {"meta": {**reports[0]["meta"], "runs": len(reports)}, "models": summary}
 
 
-def build_record(kernels_summary: dict, train_reports: list) -> dict:
-    return {"kernels": {key: kernels_summary[key] for key in
-                        ("meta", "machine", "roof", "targets_median", "cases_median", "thread_fight", "attention_memory")},
-            "train": train_summary(train_reports)}
+KERNEL_FIELDS = ("meta", "machine", "roof", "targets_median", "cases_median", "cases", "thread_fight", "attention_memory")
+
+
+def build_record(kernels_report: dict, train_reports: list = (), quality_report: dict | None = None) -> dict:
+    """The kernel report's figures (a --runs summary keeps its medians and drops the single-run table), plus
+    the median of the training reports and the quality report when given."""
+    fields = [f for f in KERNEL_FIELDS if f in kernels_report and not (f == "cases" and "cases_median" in kernels_report)]
+    record = {"kernels": {field: kernels_report[field] for field in fields}}
+    if train_reports:
+        record["train"] = train_summary(list(train_reports))
+    if quality_report is not None:
+        record["quality"] = quality_report
+    return record
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinygrad_llm.benchmarks.records", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="record file to write")
-    parser.add_argument("--kernels", required=True, help="the JSON of `bench kernels --runs N`")
-    parser.add_argument("--train", nargs="+", required=True, help="the JSON of each `bench train` run")
+    parser.add_argument("--kernels", required=True, help="the JSON of `bench kernels` (--runs N, or --device cuda)")
+    parser.add_argument("--train", nargs="+", default=[], help="the JSON of each `bench train` run")
+    parser.add_argument("--quality", default=None, help="the JSON of `bench quality`")
     args = parser.parse_args(argv)
-    with open(args.kernels) as handle:
-        kernels_summary = json.load(handle)
-    train_reports = []
-    for path in args.train:
+
+    def read(path):
         with open(path) as handle:
-            train_reports.append(json.load(handle))
+            return json.load(handle)
+
+    record = build_record(read(args.kernels), [read(path) for path in args.train],
+                          read(args.quality) if args.quality else None)
     with open(args.out, "w") as handle:
-        json.dump(build_record(kernels_summary, train_reports), handle, indent=1)
+        json.dump(record, handle, indent=1)
     return 0
 
 
