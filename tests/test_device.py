@@ -214,3 +214,13 @@ def test_bench_quality_trains_the_library_side_on_the_gpu(fake_cuda, tmp_path):
                                    use_torch=False, out=tmp_path / "q.json", max_chars=4000, device="cuda", verbose=False)
     assert report["meta"]["device"] == "cuda" and report["config"]["device"] == "cuda"
     assert np.isfinite(report["library"]["val_loss"]) and report["library"]["tokens_per_s"] > 0
+
+
+@needs_no_cuda
+def test_the_command_line_says_why_cuda_is_unavailable(capsys, tmp_path):
+    from tinygrad_llm.__main__ import main
+
+    assert main(["train", "--device", "cuda", "--steps", "2", "--warmup-steps", "1", "--max-chars", "2000", "--out-dir", str(tmp_path),
+                 "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "device 'cuda' is not available" in error and "pip install" in error

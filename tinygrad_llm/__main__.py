@@ -6,6 +6,8 @@ import math
 import sys
 from dataclasses import fields
 
+from .device import DeviceUnavailableError
+
 
 def _add_train(subparsers):
     from .training.config import FIELD_HELP, TrainConfig
@@ -93,6 +95,8 @@ def _add_sample(subparsers):
                         help="sample only among the smallest set of tokens whose probability reaches p")
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling (default: %(default)s)")
     parser.add_argument("--samples", type=int, default=1, help="independent samples (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the model runs (default: %(default)s)")
     parser.set_defaults(func=_run_sample)
 
 
@@ -100,6 +104,7 @@ def _run_sample(args) -> int:
     from .training import load_trained_model
 
     model, tokenizer, _ = load_trained_model(args.checkpoint)
+    model.to(args.device)
     if not args.prompt:
         raise SystemExit("sample: --prompt must not be empty (a language model continues some text)")
     prompt = tokenizer.encode(args.prompt)
@@ -128,7 +133,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, IndexError) as error:  # bad input: the message says what to do
+    except (ValueError, FileNotFoundError, IndexError, DeviceUnavailableError) as error:  # the message says what to do
         print(f"error: {error}", file=sys.stderr)
         return 2
 
