@@ -4,10 +4,10 @@
 mixed with host (NumPy) arrays in any NumPy function or ufunc: `np.exp(device_array)` works and stays on
 the device, `device_array + np.zeros(3)` raises TypeError. So a code path that builds a host array and
 combines it with a tensor's data (the usual way a "works on CPU" library breaks on a GPU) fails in these
-tests exactly where it would fail under CuPy. What it cannot show: `np.asarray(device_array)`, which CuPy
-refuses and NumPy quietly turns into a host view of a subclass (the tests check instead that every
-parameter and gradient is still on the device at the end); CuPy's own gaps (functions it lacks, indexing
-rules); speed; and the CUDA kernels themselves, which need a real GPU (tests/test_cuda_sources.py).
+tests exactly where it would fail under CuPy; so does `np.asarray(device_array)` (install() makes np.asarray,
+np.array, np.ascontiguousarray and np.asanyarray refuse device arrays, as CuPy's do). What it cannot show:
+CuPy's own gaps (functions it lacks, indexing rules), speed, and the CUDA kernels themselves, which need a
+real GPU (tests/test_cuda_sources.py).
 
 `install(monkeypatch)` puts the fake module in sys.modules["cupy"] and makes the library's "cuda" device
 use it. The GPU kernel set becomes the NumPy reference kernels, run directly on the device arrays (as on a
@@ -125,12 +125,26 @@ def fake_cupy_module() -> types.ModuleType:
     return module
 
 
+def _refusing_device_arrays(convert):
+    """np.asarray and friends, refusing a device array as CuPy's arrays do (an ndarray subclass would
+    otherwise be quietly viewed as a host array)."""
+    def strict(value, *args, **kwargs):
+        if isinstance(value, FakeDeviceArray):
+            raise TypeError(f"fake GPU: np.{convert.__name__} of a device array (implicit device -> host conversion "
+                            "is not allowed; use .get() or tinygrad_llm.device.to_device)")
+        return convert(value, *args, **kwargs)
+
+    return strict
+
+
 def install(monkeypatch):
     """Make 'cuda' mean the fake GPU for the rest of the test."""
     from tinygrad_llm import device, kernels
     from tinygrad_llm.kernels import reference
 
     module = fake_cupy_module()
+    for name in ("asarray", "array", "ascontiguousarray", "asanyarray"):
+        monkeypatch.setattr(np, name, _refusing_device_arrays(getattr(np, name)))
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setattr(device, "_cuda_status", lambda: (module, None))
     monkeypatch.setattr(kernels, "_gpu_kernels", lambda: reference)

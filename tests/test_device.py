@@ -95,7 +95,7 @@ def test_tensor_to_cuda_and_back_keeps_values_and_gradients_flow_to_the_host(fak
     np.testing.assert_array_equal(on_gpu.cpu().data, x.data)
 
 
-@pytest.mark.parametrize("model_name", ["gpt", "mlp"])
+@pytest.mark.parametrize("model_name", ["gpt", "mlp", "bigram", "rnn", "lstm", "gru"])
 def test_a_training_step_on_the_gpu_equals_the_same_step_on_the_cpu(fake_cuda, model_name):
     """Every parameter, gradient and optimizer state stays on the device through forward, backward,
     clipping and AdamW, and the numbers equal the CPU run (both use the reference kernels)."""
@@ -224,3 +224,50 @@ def test_the_command_line_says_why_cuda_is_unavailable(capsys, tmp_path):
                  "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert "device 'cuda' is not available" in error and "pip install" in error
+
+
+
+@pytest.mark.parametrize("model_name", ["gpt", "mlp", "bigram", "lstm"])
+def test_generation_with_the_cache_on_the_gpu_equals_the_cpu(fake_cuda, model_name):
+    from tinygrad_llm.generation import generate
+
+    config = TrainConfig(model=model_name, embed_dim=16, hidden_dim=16, num_heads=2, num_layers=1, context_size=8,
+                         mlp_window=3)
+    tgl.manual_seed(0)
+    model = build_model(config, vocab_size=20).eval()
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    on_cpu = generate(model, prompt, 6, seed=0, temperature=0.9, top_k=5)
+    on_gpu = generate(model.to("cuda"), prompt, 6, seed=0, temperature=0.9, top_k=5)
+    np.testing.assert_array_equal(on_gpu, on_cpu)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "gru"])
+def test_seq2seq_training_step_and_beam_search_on_the_gpu_equal_the_cpu(fake_cuda, kind):
+    """Encoder-decoders too: a teacher-forced loss and its gradients, greedy decoding and beam search (which
+    reorders the cross-attention cache) give the CPU's numbers with the model on the device."""
+    from tinygrad_llm.generation import beam_search, greedy_decode
+
+    rng = np.random.default_rng(0)
+    source = rng.integers(3, 9, (3, 5))
+    padding = np.arange(5)[None, :] >= np.array([[5], [3], [4]])
+    source = np.where(padding, 0, source)
+    decoder_input, target = rng.integers(3, 9, (3, 4)), rng.integers(3, 9, (3, 4))
+    tokens = dict(bos_id=1, eos_id=2, max_length=6)
+    results = {}
+    for where in ("cpu", "cuda"):
+        tgl.manual_seed(0)
+        model = (nn.TransformerEncoderDecoder(9, 6, 8, embed_dim=8, num_heads=2, num_encoder_layers=1,
+                                              num_decoder_layers=1, mlp_ratio=2) if kind == "transformer"
+                 else nn.RecurrentEncoderDecoder(9, "gru", embed_dim=6, hidden_dim=8)).to(where)
+        loss = nn.functional.cross_entropy(model(source, decoder_input, padding), target)
+        loss.backward()
+        grads = [devices.to_device(p.grad, "cpu") for p in model.parameters()]
+        model.eval()
+        greedy = greedy_decode(model, source, padding, **tokens)
+        beams = beam_search(model, source, padding, beam_width=3, **tokens)
+        results[where] = (loss.item(), grads, greedy.tokens, beams.tokens, beams.scores)
+    assert results["cuda"][0] == pytest.approx(results["cpu"][0], rel=1e-5)
+    for on_gpu, on_cpu in zip(results["cuda"][1], results["cpu"][1]):
+        np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-6)
+    assert results["cuda"][2] == results["cpu"][2] and results["cuda"][3] == results["cpu"][3]
+    np.testing.assert_allclose(results["cuda"][4], results["cpu"][4], rtol=1e-5)

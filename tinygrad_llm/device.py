@@ -95,3 +95,9 @@ def as_array_on(value, device: str):
     if not is_cuda_array(value):
         value = np.asarray(value)
     return to_device(value, device)
+
+
+def take_rows(array, rows):
+    """array[rows] for integer row indices held on either device, computed on array's device (beam search
+    reorders its caches this way; a GPU array cannot be indexed by a host array)."""
+    return array[as_array_on(rows, device_of(array))]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .device import array_module, check_device, device_of, is_cuda_array, to_device
+from .device import array_module, as_array_on, check_device, device_of, is_cuda_array, to_device
 from .ops import arithmetic, elementwise, indexing, matmul, movement, reductions
 
 DEFAULT_FLOAT = np.float32
@@ -368,7 +368,7 @@ class Tensor:
 
     def masked_fill(self, mask, value):
         """Put `value` where `mask` is true (e.g. -inf above the diagonal for causal attention)."""
-        return where(mask, Tensor(np.asarray(value, dtype=self.dtype)), self)
+        return where(mask, Tensor(array_module(self.data).asarray(value, dtype=self.dtype)), self)
 
     # ---------------------------------------------------------------- indexing
     def __getitem__(self, index):
@@ -433,8 +433,8 @@ def split(tensor: Tensor, split_size_or_sections, axis=0) -> tuple:
 
 
 def where(condition, a, b) -> Tensor:
-    condition = condition if isinstance(condition, Tensor) else Tensor(np.asarray(condition))
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else Tensor(np.asarray(a, dtype=DEFAULT_FLOAT))
+    condition = condition if isinstance(condition, Tensor) else Tensor(as_array_on(condition, like.device))
     a, b = like._operand(a), like._operand(b)
     try:
         np.broadcast_shapes(condition.shape, a.shape, b.shape)

@@ -21,22 +21,23 @@ import numbers
 import numpy as np
 
 from ..autograd import no_grad
+from ..device import as_array_on
 from .sampling import check_sampling_options, sample_next_token
 
 
 def _last_logits(model, ids: np.ndarray, cache) -> np.ndarray:
     """The model's logits for the token after `ids`: the last row of its (B, T, V) output."""
     logits = model(ids, cache=cache)
-    logits = np.asarray(getattr(logits, "data", logits))
+    logits = getattr(logits, "data", logits)
     expected = (ids.shape[0], ids.shape[1], model.vocab_size)
     if logits.shape != expected:
         raise ValueError(f"generate: {type(model).__name__} returned logits of shape {logits.shape} for ids of "
                          f"shape {ids.shape}; a LanguageModel must return (batch, time, vocab_size) = {expected}")
-    return np.array(logits[:, -1])
+    return np.array(as_array_on(logits[:, -1], "cpu"))  # only the last position comes to the host, for sampling
 
 
 def _check_prompt(model, prompt_ids) -> np.ndarray:
-    prompt = np.asarray(getattr(prompt_ids, "data", prompt_ids))
+    prompt = as_array_on(getattr(prompt_ids, "data", prompt_ids), "cpu")
     if prompt.ndim not in (1, 2) or prompt.shape[-1] == 0:
         raise ValueError(f"generate: prompt_ids must have shape (T,) or (batch, T) with T >= 1, got {prompt.shape}; "
                          "a model needs at least one token to condition on (start with a start-of-text token)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..autograd import no_grad
+from ..device import as_array_on
 from ..nn import functional as F
 
 
@@ -46,9 +47,10 @@ def resolve_max_length(model, max_length: int | None, caller: str) -> int:
 
 
 def next_token_log_probs(model, last_tokens: np.ndarray, encoded, cache) -> np.ndarray:
-    """log p(next token) (B, V) after feeding `last_tokens` (B,) through the cached decoder."""
+    """log p(next token) (B, V) after feeding `last_tokens` (B,) through the cached decoder, as a host array:
+    the search's bookkeeping runs on the CPU whatever the model's device."""
     logits = model.decode(last_tokens[:, None], encoded, cache=cache)
-    return F.log_softmax(logits[:, 0], axis=-1).data.astype(np.float64)
+    return as_array_on(F.log_softmax(logits[:, 0], axis=-1).data, "cpu").astype(np.float64)
 
 
 def strip_after_eos(sequence, eos_id: int) -> tuple[list[int], bool]:

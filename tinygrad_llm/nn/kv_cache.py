@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .language_model import DecodingCache
+from ..device import take_rows
 from ..tensor import Tensor, cat
 
 
@@ -91,8 +92,8 @@ class KVCache(DecodingCache):
         """Row i now holds what row rows[i] held (rows may repeat or drop rows): beam search keeps, for each
         new beam, the keys and values of the beam it extends."""
         rows = np.asarray(rows)
-        self.keys = [None if a is None else a[rows] for a in self.keys]
-        self.values = [None if a is None else a[rows] for a in self.values]
+        self.keys = [None if a is None else take_rows(a, rows) for a in self.keys]
+        self.values = [None if a is None else take_rows(a, rows) for a in self.values]
         self.padding = None if self.padding is None else self.padding[rows]
         self.batch_size = len(rows)
 

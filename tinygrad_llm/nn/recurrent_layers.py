@@ -36,6 +36,7 @@ import numpy as np
 from . import functional as F
 from .module import Module
 from .rnn_cells import GRUCell, LSTMCell, RNNCell, as_tensor, check_state, map_state, state_parts
+from ..device import array_module
 from ..tensor import DEFAULT_FLOAT, Tensor, stack
 
 
@@ -84,9 +85,11 @@ class RecurrentLayer(Module):
         return output, self._stack_layers(final_states)
 
     def initial_state(self, batch_size: int, dtype=DEFAULT_FLOAT):
-        """Zeros in the layer's state format: (num_layers, batch_size, hidden_size), one per state tensor."""
+        """Zeros in the layer's state format: (num_layers, batch_size, hidden_size), one per state tensor, on the
+        layer's device."""
         shape = (self.num_layers, batch_size, self.hidden_size)
-        return self.cell_class.pack_state([Tensor(np.zeros(shape, dtype=dtype)) for _ in self.cell_class.state_names])
+        xp = array_module(self.parameters()[0].data)
+        return self.cell_class.pack_state([Tensor(xp.zeros(shape, dtype=dtype)) for _ in self.cell_class.state_names])
 
     # ------------------------------------------------------------ between the layer's format and the cells'
     def _split_by_layer(self, state) -> list:

@@ -27,6 +27,7 @@ from .recurrent_layers import GRU, LSTM
 from .rnn_cells import GRUCell, LSTMCell, map_state, state_parts
 from .seq2seq_model import EncodedSource, Seq2SeqCache, Seq2SeqModel
 from ..autograd import no_grad
+from ..device import array_module, take_rows
 from ..tensor import Tensor, cat, stack
 
 CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}
@@ -46,9 +47,9 @@ class RecurrentDecoderCache(Seq2SeqCache):
 
     def reorder(self, rows) -> None:
         rows = np.asarray(rows)
-        self.state = map_state(lambda part: part[rows], self.state)
+        self.state = map_state(lambda part: take_rows(part, rows), self.state)
         if self.projected_keys is not None:
-            self.projected_keys = Tensor(self.projected_keys.data[rows])
+            self.projected_keys = Tensor(take_rows(self.projected_keys.data, rows))
         self.batch_size = len(rows)
 
 
@@ -91,7 +92,7 @@ class RecurrentEncoderDecoder(Seq2SeqModel):
         h = encoded.final_state
         if len(self.decoder_cell.state_names) == 1:
             return h
-        return h, Tensor(np.zeros(h.shape, dtype=h.dtype))
+        return h, Tensor(array_module(h.data).zeros(h.shape, dtype=h.dtype))
 
     def new_cache(self, encoded: EncodedSource) -> RecurrentDecoderCache:
         with no_grad():

@@ -30,6 +30,7 @@ from . import functional as F
 from . import init
 from .module import Module
 from .parameter import Parameter
+from ..device import array_module, is_cuda_array
 from ..tensor import DEFAULT_FLOAT, Tensor, split
 
 
@@ -44,7 +45,7 @@ def map_state(fn, state):
 
 
 def as_tensor(x) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+    return x if isinstance(x, Tensor) else Tensor(x if is_cuda_array(x) else np.asarray(x))
 
 
 def check_state(owner: str, state_names: tuple, state, expected_shape: tuple, layout: str, note: str = ""):
@@ -114,8 +115,9 @@ class RecurrentCell(Module):
         return self.step(self.project_input(x), state)
 
     def zero_state(self, batch_size: int, dtype=DEFAULT_FLOAT):
-        """The usual initial state: zeros of shape (batch_size, hidden_size) for each of state_names."""
-        return self.pack_state([Tensor(np.zeros((batch_size, self.hidden_size), dtype=dtype)) for _ in self.state_names])
+        """The usual initial state: zeros of shape (batch_size, hidden_size) for each of state_names, on the cell's device."""
+        xp = array_module(self.parameters()[0].data)
+        return self.pack_state([Tensor(xp.zeros((batch_size, self.hidden_size), dtype=dtype)) for _ in self.state_names])
 
     @classmethod
     def pack_state(cls, parts):

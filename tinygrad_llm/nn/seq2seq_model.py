@@ -29,6 +29,7 @@ import numpy as np
 
 from .language_model import DecodingCache
 from .module import Module
+from ..device import take_rows
 from ..tensor import Tensor
 
 
@@ -48,8 +49,8 @@ class EncodedSource:
     def select(self, rows) -> EncodedSource:
         """The encoding of the sources at `rows` (with repeats): beam search runs K beams per source."""
         rows = np.asarray(rows)
-        final = None if self.final_state is None else Tensor(self.final_state.data[rows])
-        return EncodedSource(Tensor(self.states.data[rows]), self.padding[rows], final)
+        final = None if self.final_state is None else Tensor(take_rows(self.final_state.data, rows))
+        return EncodedSource(Tensor(take_rows(self.states.data, rows)), self.padding[rows], final)
 
 
 class Seq2SeqCache(DecodingCache):

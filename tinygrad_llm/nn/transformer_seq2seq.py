@@ -31,6 +31,7 @@ from .positional import LearnedPositionalEmbedding
 from .seq2seq_model import EncodedSource, Seq2SeqCache, Seq2SeqModel
 from .transformer_block import TransformerBlock
 from ..autograd import no_grad
+from ..device import take_rows
 from ..tensor import Tensor
 
 
@@ -44,8 +45,8 @@ class TransformerDecoderCache(KVCache, Seq2SeqCache):
     def reorder(self, rows) -> None:
         super().reorder(rows)
         rows = np.asarray(rows)
-        self.memory_keys = [Tensor(k.data[rows]) for k in self.memory_keys]
-        self.memory_values = [Tensor(v.data[rows]) for v in self.memory_values]
+        self.memory_keys = [Tensor(take_rows(k.data, rows)) for k in self.memory_keys]
+        self.memory_values = [Tensor(take_rows(v.data, rows)) for v in self.memory_values]
         self.memory_padding = self.memory_padding[rows]
 
 

@@ -67,7 +67,7 @@ class Concatenate(Function):
                 f"cat along axis {axis}: shapes {shapes} differ outside that axis; every other dimension must match"
             )
         self.axis = axis
-        self.boundaries = np.cumsum([s[axis] for s in shapes])[:-1]
+        self.boundaries = [int(b) for b in np.cumsum([s[axis] for s in shapes])[:-1]]  # plain ints: any array module takes them
         return np.concatenate(arrays, axis=axis)
 
     def backward(self, g):

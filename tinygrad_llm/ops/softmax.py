@@ -10,13 +10,14 @@ import numpy as np
 
 from .. import kernels
 from ..autograd import Function
+from ..device import array_module
 
 
 def _as_rows(x, axis):
     """(x with `axis` moved last and the rest flattened into rows, the moved shape to undo it)."""
     moved = np.moveaxis(x, axis, -1)
     rows = int(np.prod(moved.shape[:-1]))
-    return np.ascontiguousarray(moved).reshape(rows, moved.shape[-1]), moved.shape
+    return array_module(moved).ascontiguousarray(moved).reshape(rows, moved.shape[-1]), moved.shape
 
 
 def _from_rows(rows, moved_shape, axis):
