@@ -55,10 +55,10 @@ SIZES = {
     "full": dict(matmul=[64, 128, 256, 512, 1024, 2048], rows=[(768, 256), (4096, 1024)], bhd=(4, 4, 64), T=[256, 512, 1024]),
     "fast": dict(matmul=[64, 128, 256, 512, 1024], rows=[(768, 256), (4096, 1024)], bhd=(4, 4, 64), T=[256, 512]),
     "tiny": dict(matmul=[32, 64], rows=[(64, 32), (128, 64)], bhd=(1, 2, 16), T=[32, 64]),
-    # `--device cuda` (full): the CPU sizes and larger, attention up to T = 4096
-    "cuda": dict(matmul=[256, 1024, 2048, 4096, 8192], rows=[(768, 256), (4096, 1024), (16384, 4096)], bhd=(4, 4, 64),
-                 T=[256, 1024, 2048, 4096]),
 }
+# `--device cuda` in full mode: the CPU sizes and larger, attention up to T = 4096 (fast and tiny stay as above)
+GPU_FULL_SIZES = dict(matmul=[256, 1024, 2048, 4096, 8192], rows=[(768, 256), (4096, 1024), (16384, 4096)],
+                      bhd=(4, 4, 64), T=[256, 1024, 2048, 4096])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -267,8 +267,8 @@ def _attention_cases(b, h, t, d):
     ]
 
 
-def build_cases(mode: str = "full") -> list:
-    sizes = SIZES[mode]
+def build_cases(mode: str = "full", device: str = "cpu") -> list:
+    sizes = GPU_FULL_SIZES if device == "cuda" and mode == "full" else SIZES[mode]
     cases = [_matmul_case(n) for n in sizes["matmul"]]
     for rows, cols in sizes["rows"]:
         cases += _softmax_cases(rows, cols)
@@ -609,11 +609,11 @@ def run_kernel_benchmark(mode: str = "full", repeats: int | None = None, out="be
     """Run the ladder and write the JSON (`out`) and, on the CPU, the roofline PNG (`plot`); returns the report.
 
     device="cuda" times the GPU kernel set against the same NumPy reference run on GPU arrays (CuPy's own
-    naive composition) and PyTorch CUDA, at larger sizes (SIZES["cuda"]); the CPU-only parts (roof, thread
+    naive composition) and PyTorch CUDA, at larger sizes (GPU_FULL_SIZES); the CPU-only parts (roof, thread
     fight, attention memory, the issue's CPU targets) are skipped there.
     """
-    if mode not in SIZES or mode == "cuda":
-        raise ValueError(f"bench kernels: mode must be one of full, fast, tiny, got {mode!r}")
+    if mode not in SIZES:
+        raise ValueError(f"bench kernels: mode must be one of {sorted(SIZES)}, got {mode!r}")
     device = check_device(device)
     on_gpu = device == "cuda"
     sets = tuple(sets or (("reference", "cupy") if on_gpu else ("reference", "numba")))
@@ -636,8 +636,7 @@ def run_kernel_benchmark(mode: str = "full", repeats: int | None = None, out="be
             f"bandwidth {roof['bandwidth_gbs']:.1f} GB/s ({roof['bandwidth']['what']}); "
             f"ridge {roof['ridge_flop_per_byte']:.1f} FLOP/byte\n")
 
-    sizes = "cuda" if on_gpu and mode == "full" else mode
-    cases = [c for c in build_cases(sizes) if not only or any(c.kernel.startswith(o) for o in only)]
+    cases = [c for c in build_cases(mode, device) if not only or any(c.kernel.startswith(o) for o in only)]
     rows = []
     say(_table_header())
     for case in cases:
