@@ -1,0 +1,1 @@
+"""Training on several processes with MPI (chapter 10)."""
