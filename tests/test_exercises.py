@@ -22,6 +22,7 @@ from test_exercises_language_models import WRONG_ANSWERS as LANGUAGE_MODEL_WRONG
 from test_exercises_tokenization import WRONG_ANSWERS as TOKENIZATION_WRONG_ANSWERS  # chapter 4
 from test_exercises_seq2seq import WRONG_ANSWERS as SEQ2SEQ_WRONG_ANSWERS  # chapter 7
 from test_exercises_evaluation import WRONG_ANSWERS as EVALUATION_WRONG_ANSWERS  # chapter 8
+from test_exercises_scaling import WRONG_ANSWERS as SCALING_WRONG_ANSWERS  # chapter 10
 from tinygrad_llm.exercises.probabilities import softmax
 
 pytestmark = pytest.mark.exercises
@@ -266,7 +267,7 @@ WRONG_ANSWERS = [
 NAMES = [name for name, _ in ex.list_exercises()]
 ALL_WRONG_ANSWERS = (WRONG_ANSWERS + KERNEL_WRONG_ANSWERS + TOKENIZATION_WRONG_ANSWERS + LANGUAGE_MODEL_WRONG_ANSWERS
                      + ATTENTION_WRONG_ANSWERS + INFERENCE_WRONG_ANSWERS + SEQ2SEQ_WRONG_ANSWERS
-                     + EVALUATION_WRONG_ANSWERS)
+                     + EVALUATION_WRONG_ANSWERS + SCALING_WRONG_ANSWERS)
 
 
 def test_the_bank_has_at_least_ten_exercises_each_with_two_wrong_answers():

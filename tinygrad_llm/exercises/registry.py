@@ -62,7 +62,8 @@ def check(name: str, function: Callable) -> GradeResult:
     return result
 
 
-from . import attention, evaluation, inference, kernels, language_models, seq2seq, tokenization  # noqa: E402
+from . import attention, evaluation, inference, kernels, language_models, scaling, seq2seq, tokenization  # noqa: E402
 
-for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, kernels):  # chapters 4-9, 15
+for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, scaling,
+                kernels):  # chapters 4-10, 15
     EXERCISES.update((exercise.name, exercise) for exercise in _module.EXERCISES)
