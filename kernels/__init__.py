@@ -7,7 +7,9 @@
 The library's ops call `active(x)` with their input array and never name a kernel set. For an array on
 the CPU that is the chosen CPU set, so switching is one call, `tgl.set_kernels("reference")`, or the
 environment variable TGL_KERNELS, and changes no model code. For an array on the GPU (a CuPy array) it is
-the cupy set: the kernels follow the data, so `model.to("cuda")` is all a model needs.
+the cupy set: the kernels follow the data, so `model.to("cuda")` is all a model needs. A half-precision
+array (float16, bfloat16) gets the same set through one adapter that computes in float32
+(kernels/half_precision.py), so no kernel needs a half-precision twin.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import importlib
 import os
 
 from tinygrad_llm.device import is_cuda_array
+from tinygrad_llm.dtypes import is_half
+
+from . import half_precision
 
 KERNEL_SETS = {"reference": ".reference", "numba": ".numba_cpu"}
 DEFAULT = "numba"
@@ -42,12 +47,17 @@ def get_kernels() -> str:
 
 def active(array=None):
     """The kernel module for `array`: the cupy set for a GPU array, else the active CPU set (chosen on first
-    use from TGL_KERNELS, else the default)."""
+    use from TGL_KERNELS, else the default). For a float16 or bfloat16 array, that set computing in float32
+    and rounding its results back (kernels/half_precision.py: what a GPU's tensor cores do)."""
     if array is not None and is_cuda_array(array):
-        return _gpu_kernels()
-    if _active_module is None:
-        set_kernels(os.environ.get("TGL_KERNELS", DEFAULT))
-    return _active_module
+        kernel_set = _gpu_kernels()
+    else:
+        if _active_module is None:
+            set_kernels(os.environ.get("TGL_KERNELS", DEFAULT))
+        kernel_set = _active_module
+    if array is not None and is_half(array.dtype):
+        return half_precision.in_float32(kernel_set, array.dtype)
+    return kernel_set
 
 
 @functools.lru_cache(maxsize=None)

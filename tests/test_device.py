@@ -8,6 +8,7 @@ from tinygrad_llm import device as devices
 from tinygrad_llm import nn
 from tinygrad_llm.training import TrainConfig, build_model, build_optimizer
 from tinygrad_llm.training.loop import optimizer_step
+from tinygrad_llm.training.mixed_precision import mixed_precision_for
 
 import fake_gpu
 
@@ -109,10 +110,12 @@ def test_a_training_step_on_the_gpu_equals_the_same_step_on_the_cpu(fake_cuda, m
         for device in ("cpu", "cuda"):
             tgl.manual_seed(0)
             model = build_model(config, vocab_size=20).to(device)
-            optimizer, scheduler = build_optimizer(model, config)
+            master_weights, scaler = mixed_precision_for(model, config.precision)
+            optimizer, scheduler = build_optimizer(master_weights, config)
             parameters = model.parameters()
             rng = np.random.default_rng(1)
-            losses = [optimizer_step(model, parameters, optimizer, scheduler, train_ids, config, rng)[0] for _ in range(3)]
+            losses = [optimizer_step(model, master_weights, scaler, optimizer, scheduler, train_ids, config, rng)[0]
+                      for _ in range(3)]
             for p in parameters:
                 assert p.device == device and (p.grad is None or devices.device_of(p.grad) == device)
             results[device] = (losses, [devices.to_device(p.data, "cpu") for p in parameters])

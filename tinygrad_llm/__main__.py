@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from dataclasses import fields
@@ -50,9 +51,19 @@ def _run_train(args) -> int:
     else:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     out_dir = args.out_dir or f"runs/{config.model}"
-    print(f"Training: {config}")
-    run = train_language_model(config, out_dir=out_dir, resume_from=args.resume, progress=not args.no_progress,
-                               print_fn=print)
+    guard, is_main = contextlib.nullcontext(), True
+    if config.data_parallel:  # under mpiexec: a failing rank stops every rank; only rank 0 prints
+        from .distributed import stop_job_on_failure, world_communicator
+
+        communicator = world_communicator()
+        guard, is_main = stop_job_on_failure(communicator), communicator.Get_rank() == 0
+    with guard:
+        if is_main:
+            print(f"Training: {config}")
+        run = train_language_model(config, out_dir=out_dir, resume_from=args.resume, progress=not args.no_progress,
+                                   print_fn=print)
+    if not is_main:
+        return 0
     held_out = evaluate_language_model(run.model, run.val_ids, config.context_size, batch_size=config.batch_size)
     uniform = math.log(run.tokenizer.vocab_size)
     print(f"\nDone in {run.seconds:.1f} s ({run.tokens_per_s:,.0f} training tokens/s). Last estimate: train loss "

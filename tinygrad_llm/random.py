@@ -24,5 +24,6 @@ def uniform_like(array):
     copied from the host). The two devices therefore draw different masks from the same seed."""
     if is_cuda_array(array):
         seed = int(_generator.integers(2**63))
-        return cupy_module().random.default_rng(seed).random(array.shape, dtype=array.dtype)
+        dtype = np.float64 if array.dtype == np.float64 else np.float32  # generators draw no half precision
+        return cupy_module().random.default_rng(seed).random(array.shape, dtype=dtype)
     return _generator.random(array.shape)

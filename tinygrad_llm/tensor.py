@@ -13,6 +13,7 @@ import numpy as np
 
 from . import autograd
 from .device import array_module, as_array_on, check_device, device_of, is_cuda_array, to_device
+from .dtypes import is_floating
 from .ops import arithmetic, elementwise, indexing, matmul, movement, reductions
 
 DEFAULT_FLOAT = np.float32
@@ -36,7 +37,7 @@ class Tensor:
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, _owned: bool = False):
         self.data = data if _owned else _to_array(data, dtype)
-        if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
+        if requires_grad and not is_floating(self.data.dtype):
             raise TypeError(
                 f"only floating-point tensors can require gradients, got dtype {self.data.dtype}; "
                 "create it with dtype=np.float32 or call .float()"
@@ -103,7 +104,7 @@ class Tensor:
         return Tensor(self.data)
 
     def requires_grad_(self, flag: bool = True) -> "Tensor":
-        if flag and not np.issubdtype(self.dtype, np.floating):
+        if flag and not is_floating(self.dtype):
             raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
         self.requires_grad = flag
         return self
@@ -163,7 +164,7 @@ class Tensor:
         if isinstance(other, Tensor):
             return other
         xp = array_module(self.data)
-        if isinstance(other, (int, float, bool)) and np.issubdtype(self.dtype, np.floating):
+        if isinstance(other, (int, float, bool)) and is_floating(self.dtype):
             return Tensor(xp.asarray(other, dtype=self.dtype))
         return Tensor(xp.asarray(other))
 

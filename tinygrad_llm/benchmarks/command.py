@@ -1,4 +1,5 @@
-"""The `bench` sub-command: `bench kernels`, `bench train`, `bench quality` and `bench seq2seq` (one module each).
+"""The `bench` sub-command: `bench kernels`, `bench train`, `bench quality`, `bench seq2seq` and `bench distributed`
+(one module each).
 
 `register(subparsers)` adds it to the program's argparse sub-commands; each action sets `args.func`.
 Benchmarks print ratios measured in one run; on a shared machine single timings swing ~30%, so read the
@@ -78,6 +79,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     seq2seq.add_argument("--seed", type=int, default=0)
     seq2seq.add_argument("--out", default="bench_seq2seq.json", help="JSON report (default: %(default)s)")
     seq2seq.set_defaults(func=_run_seq2seq)
+
+    distributed = actions.add_parser(
+        "distributed", help="data-parallel GPT training on 1, 2 and 4 MPI ranks: tokens/s, speedup, bytes per step",
+        description="Train the main job's GPT single-process (fp32, fp16, bf16) and with --data-parallel under "
+        "mpiexec at each rank count, the global batch fixed at 12 windows; report tokens/s, speedups with Amdahl's "
+        "serial fraction, and the ring all-reduce's bytes per rank per step against 2(K-1)/K |theta| 4.")
+    distributed.add_argument("--fast", action="store_true", help="a tiny model and few steps: checks the harness")
+    distributed.add_argument("--ranks", nargs="+", type=int, default=[1, 2, 4], help="rank counts (default: 1 2 4)")
+    distributed.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "bf16"],
+                             choices=["fp32", "fp16", "bf16"], help="single-process precisions (default: all)")
+    distributed.add_argument("--out", default="bench_distributed.json", help="JSON report (default: %(default)s)")
+    distributed.set_defaults(func=_run_distributed)
     return parser
 
 
@@ -133,4 +146,12 @@ def _run_seq2seq(args) -> int:
 
     run_seq2seq_benchmark("fast" if args.fast else "full", tasks=tuple(args.tasks), kind=args.model, out=args.out,
                           seed=args.seed)
+    return 0
+
+
+def _run_distributed(args) -> int:
+    from .distributed import run_distributed_benchmark
+
+    run_distributed_benchmark("fast" if args.fast else "full", ranks=tuple(args.ranks),
+                              precisions=tuple(args.precisions), out=args.out)
     return 0

@@ -30,6 +30,7 @@ from ..device import check_device
 from ..random import manual_seed
 from ..training import TrainConfig, build_model, build_optimizer, prepare_text_data
 from ..training.loop import language_model_loss, optimizer_step
+from ..training.mixed_precision import mixed_precision_for
 from .torch_twins import torch_loss, torch_optimizer, torch_training_step, torch_twin
 
 
@@ -71,20 +72,20 @@ def run_quality_benchmark(corpus: str, steps: int = 2000, eval_every: int = 250,
     model = build_model(config, data.tokenizer.vocab_size)
     twin = torch_twin(torch, model, device) if torch is not None else None  # copied BEFORE training: same weights
     model.to(device)
-    optimizer, scheduler = build_optimizer(model, config)
+    master_weights, scaler = mixed_precision_for(model, config.precision)
+    optimizer, scheduler = build_optimizer(master_weights, config)
     torch_step = torch_training_step(torch, twin, *torch_optimizer(torch, twin, config), config, device) if twin else None
     say(f"Quality band: {corpus} ({len(data.train_ids):,} train / {len(data.val_ids):,} val tokens, vocab "
         f"{data.tokenizer.vocab_size}), GPT with {model.num_parameters():,} parameters, {steps} steps")
 
     # Two generators with one seed: both sides draw the same batches in the same order.
     library_rng, torch_rng = np.random.default_rng(config.seed), np.random.default_rng(config.seed)
-    parameters = model.parameters()
     seconds = {"library": 0.0, "torch": 0.0}
     history = []
     for step in range(1, steps + 1):
         start = time.perf_counter()
-        library_train_loss, _ = optimizer_step(model, parameters, optimizer, scheduler, data.train_ids, config,
-                                               library_rng)
+        library_train_loss, _ = optimizer_step(model, master_weights, scaler, optimizer, scheduler, data.train_ids,
+                                               config, library_rng)
         seconds["library"] += time.perf_counter() - start
         if torch_step is not None:
             inputs, targets = random_windows(data.train_ids, config.context_size, config.batch_size, torch_rng)

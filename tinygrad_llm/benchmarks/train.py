@@ -30,6 +30,7 @@ from ..data import random_windows
 from ..random import manual_seed
 from ..training import TrainConfig, build_model, build_optimizer, prepare_text_data
 from ..training.loop import optimizer_step
+from ..training.mixed_precision import mixed_precision_for
 from .timing import OtherLoad
 from .torch_twins import torch_optimizer, torch_training_step, torch_twin
 
@@ -89,11 +90,12 @@ def library_step(config: TrainConfig):
     data = prepare_text_data(config)
     manual_seed(config.seed)
     model = build_model(config, data.tokenizer.vocab_size)
-    optimizer, scheduler = build_optimizer(model, config)
-    parameters, rng = model.parameters(), np.random.default_rng(config.seed)
+    master_weights, scaler = mixed_precision_for(model, config.precision)
+    optimizer, scheduler = build_optimizer(master_weights, config)
+    rng = np.random.default_rng(config.seed)
 
     def step():
-        return optimizer_step(model, parameters, optimizer, scheduler, data.train_ids, config, rng)
+        return optimizer_step(model, master_weights, scaler, optimizer, scheduler, data.train_ids, config, rng)
 
     return step, data.tokenizer.vocab_size
 

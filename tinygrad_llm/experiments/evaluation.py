@@ -25,6 +25,7 @@ from ..random import manual_seed
 from ..tensor import Tensor
 from ..training import TrainConfig, build_model, prepare_text_data
 from ..training.loop import build_optimizer, optimizer_step
+from ..training.mixed_precision import mixed_precision_for
 
 HYPOTHESIS = "the quick brown fox jumps over the dog"
 REFERENCE = "the quick brown fox jumps over the lazy dog today"
@@ -96,8 +97,9 @@ def perplexity_and_bleu_during_training(fast: bool = True, seed: int = 0) -> dic
     data = prepare_text_data(config)
     manual_seed(config.seed)
     model = build_model(config, data.tokenizer.vocab_size)
-    optimizer, scheduler = build_optimizer(model, config)
-    parameters, data_rng = model.parameters(), np.random.default_rng([config.seed, 1])
+    master_weights, scaler = mixed_precision_for(model, config.precision)
+    optimizer, scheduler = build_optimizer(master_weights, config)
+    data_rng = np.random.default_rng([config.seed, 1])
     val_ids = data.val_ids[:4_000] if fast else data.val_ids[:20_000]
     checkpoints = sorted({0, *np.linspace(0, config.steps, 7 if fast else 9).astype(int).tolist()})
     bleu_prompts = dict(prompt_length=24, continuation_length=24, count=12 if fast else 32)
@@ -108,7 +110,7 @@ def perplexity_and_bleu_during_training(fast: bool = True, seed: int = 0) -> dic
             perplexities.append(evaluate_language_model(model, val_ids, config.context_size)["perplexity"])
             bleus.append(continuation_bleu(model, data.val_ids, **bleu_prompts))
         if step < config.steps:
-            optimizer_step(model, parameters, optimizer, scheduler, data.train_ids, config, data_rng)
+            optimizer_step(model, master_weights, scaler, optimizer, scheduler, data.train_ids, config, data_rng)
     return {"vocab_size": data.tokenizer.vocab_size, "steps": steps, "perplexity": perplexities, "bleu": bleus,
             "val_tokens": len(val_ids) - 1, "bleu_prompts": bleu_prompts}
 

@@ -24,6 +24,7 @@ import numbers
 import numpy as np
 
 from ..device import as_array_on
+from ..dtypes import is_floating
 from ..random import generator
 
 
@@ -33,7 +34,7 @@ def _check_logits(logits, name: str) -> np.ndarray:
     if logits.ndim != 2 or logits.shape[1] == 0:
         raise ValueError(f"{name}: logits must have shape (batch, vocab_size) with vocab_size >= 1, got "
                          f"{logits.shape}; for one sequence pass logits[None]")
-    if not np.issubdtype(logits.dtype, np.floating):
+    if not is_floating(logits.dtype):
         raise TypeError(f"{name}: logits must be floating point, got dtype {logits.dtype}")
     if np.isnan(logits).any() or np.isposinf(logits).any():
         raise ValueError(f"{name}: logits contain NaN or +inf; the model produced invalid scores (check its forward)")

@@ -1,5 +1,6 @@
 """Layers and models built on the autograd engine (PyTorch's torch.nn, from scratch)."""
 from . import functional, init
+from ..activation_checkpointing import checkpoint
 from .containers import ModuleList, Sequential
 from .additive_attention import AdditiveAttention
 from .attention import MultiHeadAttention
@@ -29,5 +30,5 @@ __all__ = [
     "SinusoidalPositionalEncoding", "RotaryEmbedding",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "RecurrentLanguageModel", "BigramLanguageModel",
     "LanguageModel", "DecodingCache", "CrossAttention", "DecoderBlock", "AdditiveAttention", "Seq2SeqModel",
-    "EncodedSource", "Seq2SeqCache", "TransformerEncoderDecoder", "RecurrentEncoderDecoder",
+    "EncodedSource", "Seq2SeqCache", "TransformerEncoderDecoder", "RecurrentEncoderDecoder", "checkpoint",
 ]

@@ -20,10 +20,16 @@ layers per block that write into the residual stream (attention out_proj and mlp
 sqrt(2 * num_layers)): the stream is a sum of 2 * num_layers branch outputs, and this keeps its variance
 about the same whatever the depth. With such small weights the first logits are nearly equal, so an
 untrained model's loss is about ln V.
+
+checkpoint_blocks=True runs every block through activation_checkpointing.checkpoint during training: each
+block's intermediates are freed after its forward and recomputed in backward (one more forward pass of the
+blocks, for a peak memory that no longer holds every block's activations at once). Gradients are
+bit-identical either way, and the parameters (so the saved weights) are the same.
 """
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
@@ -33,6 +39,7 @@ from .language_model import LanguageModel
 from .layers import Dropout, Embedding, LayerNorm, Linear
 from .positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding
 from .transformer_block import TransformerBlock
+from ..activation_checkpointing import checkpoint
 from ..tensor import Tensor
 
 POSITION_KINDS = ("learned", "sinusoidal", "rope")
@@ -58,7 +65,7 @@ def gpt2_initialise(model, *residual_streams: list) -> None:
 class GPT(LanguageModel):
     def __init__(self, vocab_size: int, context_size: int = 64, embed_dim: int = 128, num_heads: int = 4,
                  num_layers: int = 4, dropout: float = 0.0, positions: str = "learned", tie_weights: bool = True,
-                 bias: bool = True):
+                 bias: bool = True, checkpoint_blocks: bool = False):
         if positions not in POSITION_KINDS:
             raise ValueError(f"GPT: positions must be one of {POSITION_KINDS}, got {positions!r}")
         for name, value in (("vocab_size", vocab_size), ("context_size", context_size), ("embed_dim", embed_dim),
@@ -67,7 +74,8 @@ class GPT(LanguageModel):
                 raise ValueError(f"GPT: {name} must be a positive integer, got {value!r}")
         self._config = dict(vocab_size=vocab_size, context_size=context_size, embed_dim=embed_dim,
                             num_heads=num_heads, num_layers=num_layers, dropout=dropout, positions=positions,
-                            tie_weights=tie_weights, bias=bias)
+                            tie_weights=tie_weights, bias=bias, checkpoint_blocks=checkpoint_blocks)
+        self.checkpoint_blocks = bool(checkpoint_blocks)
         self.vocab_size, self.max_context, self.num_layers = vocab_size, context_size, num_layers
         self.token_embedding = Embedding(vocab_size, embed_dim)
         self.position_embedding = (LearnedPositionalEmbedding(context_size, embed_dim) if positions == "learned" else
@@ -119,8 +127,10 @@ class GPT(LanguageModel):
             x = x + self.position_embedding(time, start)
         x = self.embedding_dropout(x)
         for index, block in enumerate(self.blocks):
-            x = block(x, causal=True, padding_mask=key_padding, cache=cache, layer_index=index,
-                      rotary=self.rotary, positions_offset=start)
+            run_block = partial(block, causal=True, padding_mask=key_padding, cache=cache, layer_index=index,
+                                rotary=self.rotary, positions_offset=start)
+            # A cache is filled by the forward pass: a recomputation would append the same keys twice.
+            x = checkpoint(run_block, x) if self.checkpoint_blocks and cache is None else run_block(x)
         logits = self.lm_head(self.final_norm(x))
         if cache is not None:
             cache.length += time
@@ -129,7 +139,7 @@ class GPT(LanguageModel):
     @staticmethod
     def parameter_count(vocab_size: int, context_size: int = 64, embed_dim: int = 128, num_heads: int = 4,
                         num_layers: int = 4, dropout: float = 0.0, positions: str = "learned",
-                        tie_weights: bool = True, bias: bool = True) -> int:
+                        tie_weights: bool = True, bias: bool = True, checkpoint_blocks: bool = False) -> int:
         """The exact number of parameters, in closed form (equals GPT(**same kwargs).num_parameters()).
 
             token embedding                 V d
@@ -143,7 +153,7 @@ class GPT(LanguageModel):
             LM head                         V d          only when untied (tied: it is the token embedding); no bias
 
         So with biases a block is 12 d^2 + 13 d, and for large d the total is about 12 L d^2 + V d
-        (CURRICULUM Q39). num_heads and dropout do not change the count.
+        (CURRICULUM Q39). num_heads, dropout and checkpoint_blocks do not change the count.
         """
         d, V = embed_dim, vocab_size
         per_block = 12 * d * d + 4 * d + (9 * d if bias else 0)
@@ -154,7 +164,7 @@ class GPT(LanguageModel):
     @staticmethod
     def flops_per_token(vocab_size: int, context_size: int = 64, embed_dim: int = 128, num_heads: int = 4,
                         num_layers: int = 4, dropout: float = 0.0, positions: str = "learned",
-                        tie_weights: bool = True, bias: bool = True) -> int:
+                        tie_weights: bool = True, bias: bool = True, checkpoint_blocks: bool = False) -> int:
         """Forward-pass FLOPs per token of a full context_size window, counting the matrix products only:
 
             2 * (12 L d^2 + V d)     every weight of a matmul does one multiply-add (2 FLOPs) per token:
@@ -166,7 +176,8 @@ class GPT(LanguageModel):
                                      kernel skips the keys after the query, about half of it
 
         i.e. about 2N + 4 L T d (CURRICULUM Q39). A training step costs about 3x this (the backward pass
-        needs two products per forward product: one for the input gradient, one for the weight gradient).
+        needs two products per forward product: one for the input gradient, one for the weight gradient),
+        and about 4x with checkpoint_blocks (the blocks' forward runs again in backward).
         """
         d, L = embed_dim, num_layers
         return 2 * (12 * L * d * d + vocab_size * d) + 4 * L * context_size * d

@@ -1,6 +1,7 @@
 """Parameter: a tensor that a Module registers as learnable (always float, always requires_grad)."""
 import numpy as np
 
+from ..dtypes import is_floating
 from ..tensor import DEFAULT_FLOAT, Tensor
 
 
@@ -8,7 +9,7 @@ class Parameter(Tensor):
     def __init__(self, data, requires_grad: bool = True):
         data = data.data if isinstance(data, Tensor) else data
         array = np.array(data)
-        if not np.issubdtype(array.dtype, np.floating):
+        if not is_floating(array.dtype):
             array = array.astype(DEFAULT_FLOAT)
         super().__init__(array, requires_grad=requires_grad)
 

@@ -14,6 +14,7 @@ from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .clip_grad import clip_grad_norm_
 from .early_stopping import EarlyStopping
+from .grad_scaler import GradScaler
 from .lr_scheduler import CosineAnnealingLR, ExponentialLR, LambdaLR, LinearWarmupCosine, LRScheduler, StepLR
 from .optimizer import Optimizer
 from .proximal import l1_proximal_step_
@@ -24,5 +25,5 @@ from .sgd import SGD
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "clip_grad_norm_", "lr_scheduler", "LRScheduler",
     "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearWarmupCosine", "LambdaLR", "ReduceLROnPlateau",
-    "EarlyStopping", "l1_proximal_step_",
+    "EarlyStopping", "l1_proximal_step_", "GradScaler",
 ]

@@ -8,6 +8,7 @@ from ..device import DEVICES
 
 MODEL_KINDS = ("bigram", "mlp", "rnn", "lstm", "gru", "gpt")
 TOKENIZER_KINDS = ("char", "bpe")
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 # What each field means; the command line shows these as --help, the config's repr stays short.
 FIELD_HELP = {
@@ -27,6 +28,8 @@ FIELD_HELP = {
     "dropout": "dropout probability (0 disables)",
     "positions": "GPT positions: learned, sinusoidal or rope",
     "tie_weights": "GPT: share the token embedding with the output layer",
+    "checkpoint_blocks": "GPT: recompute each block's activations in backward instead of keeping them (less memory, "
+                         "about one more forward pass of time; the same gradients)",
     "steps": "optimizer steps",
     "lr": "peak learning rate, reached after the warmup",
     "min_lr": "learning rate at the end of the cosine decay",
@@ -39,7 +42,11 @@ FIELD_HELP = {
     "eval_batches": "batches per loss estimate",
     "early_stopping_patience": "stop after this many evaluations without a better val loss (0: never)",
     "seed": "one seed for data order, initialisation, dropout and sampling",
+    "precision": "fp32, or mixed precision: fp16 (with float32 master weights and loss scaling) or bf16 "
+                 "(float32 master weights)",
     "device": "'cpu', or 'cuda' for an NVIDIA GPU through CuPy (pip install -e \".[gpu]\")",
+    "data_parallel": "train on every process of an MPI job (`mpiexec -n K python -m tinygrad_llm train "
+                     "--data-parallel`): each rank takes batch_size windows of each global batch of K * batch_size",
 }
 
 
@@ -61,6 +68,7 @@ class TrainConfig:
     dropout: float = 0.0
     positions: str = "learned"
     tie_weights: bool = True
+    checkpoint_blocks: bool = False
     steps: int = 2000
     lr: float = 1e-3
     min_lr: float = 1e-4
@@ -73,7 +81,9 @@ class TrainConfig:
     eval_batches: int = 20
     early_stopping_patience: int = 0
     seed: int = 0
+    precision: str = "fp32"
     device: str = "cpu"
+    data_parallel: bool = False
 
     def __post_init__(self):
         problems = []
@@ -81,6 +91,12 @@ class TrainConfig:
             problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.model not in MODEL_KINDS:
             problems.append(f"model must be one of {MODEL_KINDS}, got {self.model!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "bf16" and self.device == "cuda":
+            problems.append("precision 'bf16' runs on the CPU only (CuPy has no bfloat16 arrays); use fp16 on 'cuda'")
+        if self.data_parallel and self.device != "cpu":
+            problems.append("data_parallel averages NumPy gradients over MPI, so it runs on device 'cpu' only")
         if self.tokenizer not in TOKENIZER_KINDS:
             problems.append(f"tokenizer must be one of {TOKENIZER_KINDS}, got {self.tokenizer!r}")
         for name in ("context_size", "batch_size", "grad_accum_steps", "steps", "eval_every", "eval_batches"):

@@ -17,7 +17,8 @@ def build_model(config: TrainConfig, vocab_size: int) -> nn.LanguageModel:
                                          dropout=config.dropout)
     return nn.GPT(vocab_size, context_size=config.context_size, embed_dim=config.embed_dim,
                   num_heads=config.num_heads, num_layers=config.num_layers, dropout=config.dropout,
-                  positions=config.positions, tie_weights=config.tie_weights)
+                  positions=config.positions, tie_weights=config.tie_weights,
+                  checkpoint_blocks=config.checkpoint_blocks)
 
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (nn.BigramLanguageModel, nn.MLPLanguageModel,
