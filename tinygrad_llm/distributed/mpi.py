@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 INSTALL_HINT = 'pip install -e ".[distributed]"'
 
@@ -35,8 +36,10 @@ def world_communicator():
 
 
 def mpiexec_path() -> str | None:
-    """Where mpiexec is, or None when MPI is not installed."""
-    return shutil.which("mpiexec")
+    """Where mpiexec is, or None when MPI is not installed: first beside this Python (the mpich wheel puts it in
+    the environment's bin folder, which is on PATH only when the environment is activated), then on PATH."""
+    beside_python = Path(sys.executable).parent / "mpiexec"
+    return str(beside_python) if beside_python.is_file() else shutil.which("mpiexec")
 
 
 def run_mpi(ranks: int, args: list[str], timeout_s: float = 120, env: dict | None = None,
