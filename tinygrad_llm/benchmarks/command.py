@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "installed, its PyTorch twin from the same initial weights on the same batches; report both val losses "
         "and training tokens/s.")
     quality.add_argument("--corpus", default="embedded",
-                         help="'embedded', 'shakespeare' (downloaded once) or a path, e.g. ../shared/data/tinyshakespeare.txt")
+                         help="'embedded', 'shakespeare' (downloaded once) or a path to a text file or folder")
     quality.add_argument("--steps", type=int, default=2000, help="training steps (default: %(default)s)")
     quality.add_argument("--eval-every", type=int, default=250, help="evaluate every N steps (default: %(default)s)")
     quality.add_argument("--final-eval-batches", type=int, default=200,
