@@ -66,8 +66,8 @@ def _twin_classes(torch):
         """tinygrad_llm.nn.GPT with learned positions: pre-LN blocks, GELU (tanh) MLP, optional tied head."""
 
         def __init__(self, vocab_size, context_size, embed_dim, num_heads, num_layers, dropout, positions,
-                     tie_weights, bias):
-            super().__init__()
+                     tie_weights, bias, checkpoint_blocks=False):
+            super().__init__()  # checkpoint_blocks changes where memory goes, not any value: the twin ignores it
             if positions != "learned":
                 raise ValueError(f"TorchGPT: only learned positions have a twin, got {positions!r}")
             self.token_embedding = nn.Embedding(vocab_size, embed_dim)
