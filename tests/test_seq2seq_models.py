@@ -227,7 +227,9 @@ def test_transformer_learns_to_reverse():
     options = dict(bos_id=task.vocabulary.bos_id, eos_id=task.vocabulary.eos_id, max_length=6)
     greedy = greedy_decode(model, batch.source, batch.source_padding, **options)
     beam = beam_search(model, batch.source, batch.source_padding, beam_width=4, **options)
-    assert np.all(beam.scores >= greedy.scores - 1e-9)
+    # Both scores are float32 sums of log-probabilities computed in batches of different shapes, so the same
+    # sequence can score a few ulps apart on the two paths (seen: 1.2e-7 with numpy 2.4's OpenBLAS).
+    assert np.all(beam.scores >= greedy.scores - 1e-6)
     assert beam_search(model, batch.source, batch.source_padding, beam_width=1, **options).tokens == greedy.tokens
 
 
