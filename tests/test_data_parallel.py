@@ -7,6 +7,7 @@ Three launches (each costs a few seconds of imports), each checking several prop
   mpi_programs/data_parallel_training.py (2 ranks): the shared loop on 2 ranks == on 1 rank with the global batch;
       resume, also under another number of ranks; only rank 0 prints and writes; a rank that raises stops the job.
   `python -m tinygrad_llm train --data-parallel` (2 ranks): the command a learner runs.
+  mpi_programs/rank_killed_by_signal.py (2 ranks, no library import): a rank that dies without a word stops the job.
 Every launch has a timeout (MPIEXEC_TIMEOUT and the subprocess's own), so a deadlock fails instead of hanging.
 """
 import json
@@ -155,3 +156,13 @@ def test_bench_distributed_fast_measures_the_ring_bytes_of_the_formula(tmp_path)
     assert two["allreduce_bytes_handed_to_mpi"] == 4 * two["parameters"]
     assert two["tokens_per_s"] > 0 and report["single_process"]["fp32"]["tokens_per_s"] > 0
     assert json.loads((tmp_path / "bench.json").read_text())["meta"]["global_batch"] == 12
+
+
+def test_a_rank_killed_by_a_signal_stops_the_job_at_once():
+    """No Python error to catch, so no MPI_Abort: mpiexec itself sees the process die and ends the whole job, naming
+    the signal, long before MPIEXEC_TIMEOUT would."""
+    finished = run_mpi(2, [str(PROGRAMS / "rank_killed_by_signal.py")], timeout_s=TIMEOUT_S)
+    output = finished.stdout + finished.stderr
+    assert finished.returncode != 0
+    assert "BAD TERMINATION" in output and "signal 9" in output, output
+    assert "rank 0 finished" not in output and "TIMED OUT" not in output, output

@@ -2,7 +2,9 @@
 
 Ranks meet in collective calls (Allreduce, Barrier): if rank 2 raises and simply exits, ranks 0, 1 and 3 wait
 in their next Allreduce forever (MPICH's mpiexec does not stop them when one rank exits with an error; only
-MPIEXEC_TIMEOUT would, much later). MPI_Abort ends the whole job at once. Files already written survive it,
+MPIEXEC_TIMEOUT would, much later). MPI_Abort ends the whole job at once. A rank killed by a signal (out of memory,
+kill -9) has no chance to call it, but there mpiexec sees the process die and ends the job itself, naming the signal
+(tests/test_data_parallel.py checks both). Files already written survive it,
 because the training loop only ever writes a file under a temporary name and renames it when complete.
 
     with stop_job_on_failure(comm):
