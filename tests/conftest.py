@@ -21,3 +21,9 @@ settings.register_profile(
     "dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("TGL_HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_collection_modifyitems(items):
+    """The notebooks first. Each takes minutes while most tests take milliseconds, and under `pytest -n auto` the
+    workers would otherwise reach them last, one core running the tail alone."""
+    items.sort(key=lambda item: "test_notebooks.py" not in item.nodeid)
