@@ -13,7 +13,7 @@ from tinygrad_llm.testing import numerical_gradient
 
 pytestmark = pytest.mark.autograd
 
-# CURRICULUM.md Q01, written out again here so the test is the specification, not a copy of the code.
+# question Q01, written out again here so the test is the specification, not a copy of the code.
 Q01_TABLE = {
     "z1": [1.8, 3.7],
     "h": [0.858149, 0.975873],

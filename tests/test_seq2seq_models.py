@@ -1,4 +1,4 @@
-"""Learning checks for the encoder-decoders (CURRICULUM Q14-Q15): what the source padding, the causal decoder
+"""Learning checks for the encoder-decoders (Q14-Q15): what the source padding, the causal decoder
 and the cache must (not) change, the parameter count in closed form, gradients, and that they learn.
 
 Every property runs on both models: the Transformer (cross-attention) and the GRU/LSTM with additive attention.
@@ -75,7 +75,7 @@ def test_padded_source_positions_change_nothing(kind, seed):
 @given(seed=seeds)
 @settings(max_examples=8)
 def test_transformer_encoder_states_ignore_padding(seed):
-    """Masked padding leaves the encoder's outputs at the real positions unchanged (CURRICULUM Q15 check)."""
+    """Masked padding leaves the encoder's outputs at the real positions unchanged (Q15 check)."""
     model = make_model("transformer", seed % 1000)
     source, padding, _ = random_batch(seed)
     with tgl.no_grad():

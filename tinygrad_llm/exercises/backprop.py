@@ -66,7 +66,7 @@ def two_layer_network(x: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndar
     return {"loss": loss, "dW1": np.outer(dz1, x), "db1": dz1, "dW2": dz2 * hidden, "db2": dz2}
 
 
-# The worked example of CURRICULUM.md Q01 and its table of values (6 decimals).
+# The worked example of question Q01 and its table of values (6 decimals).
 Q01_INPUTS = {"x": np.array([1.0, 2.0, 3.0]), "W1": np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]),
               "b1": np.array([0.4, 0.5]), "W2": np.array([0.1, 0.2]), "b2": 0.3, "y": 1.0}
 Q01_TABLE = {"loss": 0.444266,
@@ -275,7 +275,7 @@ TWO_LAYER_NETWORK = Exercise(
     ),
     checks=(
         matches_reference(q01_table, st.just(Q01_INPUTS), rtol=0, atol=1e-6, max_examples=1,
-                          name="reproduces the worked example of CURRICULUM.md Q01 (to 1e-6)"),
+                          name="reproduces the worked example of question Q01 (to 1e-6)"),
         Check(DESCENDS, network_inputs(), _gradient_step_descends),
         matches_reference(two_layer_network, network_inputs(), rtol=1e-7, atol=1e-10),
     ),

@@ -1,4 +1,4 @@
-"""Exercises on efficient and scaled training (CURRICULUM chapter 10): a ring all-reduce on simulated ranks, the
+"""Exercises on efficient and scaled training (chapter 10): a ring all-reduce on simulated ranks, the
 dynamic loss scaler's update, a data-parallel sampler's shards, the pipeline bubble, a power-law fit, gradient
 accumulation over uneven micro-batches, ZeRO's memory per parameter and the spacing of float16 numbers.
 
@@ -379,7 +379,7 @@ def _smallest_subnormal(x) -> np.ndarray:
 
 RING_ALL_REDUCE = Exercise(
     name="ring_all_reduce",
-    title="Ring all-reduce on K simulated ranks: reduce-scatter, then all-gather (CURRICULUM Q23)",
+    title="Ring all-reduce on K simulated ranks: reduce-scatter, then all-gather (Q23)",
     statement=(
         "Data-parallel training averages the K ranks' gradients every step. Simulate the ring all-reduce that\n"
         "does it: arrays is a list of K 1-D float64 arrays of one length n, arrays[r] held by rank r. Each rank\n"
@@ -416,7 +416,7 @@ RING_ALL_REDUCE = Exercise(
 
 LOSS_SCALER_UPDATE = Exercise(
     name="loss_scaler_update",
-    title="The dynamic loss scaler's update: back off and skip on overflow, grow after clean steps (CURRICULUM Q23)",
+    title="The dynamic loss scaler's update: back off and skip on overflow, grow after clean steps (Q23)",
     statement=(
         "Training in float16 multiplies the loss by a scale S so that small gradients do not flush to zero,\n"
         "then divides the gradients by S. If S is too large some gradient overflows to inf (or nan). Implement\n"
@@ -447,7 +447,7 @@ LOSS_SCALER_UPDATE = Exercise(
 
 SHARD_INDICES = Exercise(
     name="shard_indices",
-    title="A data-parallel sampler: rank r's shard of one epoch (CURRICULUM Q23, M46)",
+    title="A data-parallel sampler: rank r's shard of one epoch (Q23, M46)",
     statement=(
         "K processes train one model, each on its own part of every epoch. Write the function each rank calls\n"
         "on its own to find the sample indices it reads in an epoch: num_samples samples (indices 0..N-1),\n"
@@ -474,7 +474,7 @@ SHARD_INDICES = Exercise(
 
 PIPELINE_BUBBLE_FRACTION = Exercise(
     name="pipeline_bubble_fraction",
-    title="The idle bubble of a GPipe pipeline with p stages and m micro-batches (CURRICULUM Q23)",
+    title="The idle bubble of a GPipe pipeline with p stages and m micro-batches (Q23)",
     statement=(
         "Pipeline parallelism puts consecutive layers on `stages` devices and cuts the batch into\n"
         "`micro_batches` micro-batches. Stage s can start micro-batch j only after stage s - 1 has finished it,\n"
@@ -503,7 +503,7 @@ PIPELINE_BUBBLE_FRACTION = Exercise(
 
 FIT_POWER_LAW_EXPONENT = Exercise(
     name="fit_power_law_exponent",
-    title="Fit a scaling law L(N) = a N^-alpha + c with the irreducible loss c known (CURRICULUM Q25)",
+    title="Fit a scaling law L(N) = a N^-alpha + c with the irreducible loss c known (Q25)",
     statement=(
         "Losses of models of N parameters often follow L(N) = a * N**(-alpha) + c, where c is the loss no\n"
         "model size removes. Given the sizes N and losses L (1-D float64 arrays, every L above c, at least\n"
@@ -533,7 +533,7 @@ FIT_POWER_LAW_EXPONENT = Exercise(
 
 ACCUMULATED_GRADIENT = Exercise(
     name="accumulated_gradient",
-    title="Gradient accumulation over uneven micro-batches equals the full-batch gradient (CURRICULUM Q23, M44)",
+    title="Gradient accumulation over uneven micro-batches equals the full-batch gradient (Q23, M44)",
     statement=(
         "Gradient accumulation splits one optimizer step's batch into micro-batches that fit in memory, runs\n"
         "forward and backward on each in turn, and adds up their gradients before the single update. The loss\n"
@@ -563,7 +563,7 @@ ACCUMULATED_GRADIENT = Exercise(
 
 ZERO_BYTES_PER_PARAMETER = Exercise(
     name="zero_bytes_per_parameter",
-    title="Memory per parameter on each rank under ZeRO stages 0 to 3 (CURRICULUM Q23)",
+    title="Memory per parameter on each rank under ZeRO stages 0 to 3 (Q23)",
     statement=(
         "Mixed-precision training with Adam keeps, per parameter, a float16 weight (2 bytes), a float16\n"
         "gradient (2 bytes) and 12 bytes of optimizer state (a float32 master weight and Adam's two float32\n"
@@ -595,7 +595,7 @@ ZERO_BYTES_PER_PARAMETER = Exercise(
 
 FLOAT16_SPACING = Exercise(
     name="float16_spacing",
-    title="The gap between neighbouring float16 numbers: why 1 + 1e-4 == 1 and 6e-8 is the floor (CURRICULUM Q23)",
+    title="The gap between neighbouring float16 numbers: why 1 + 1e-4 == 1 and 6e-8 is the floor (Q23)",
     statement=(
         "float16 has 1 sign bit, 5 exponent bits and 10 fraction bits; its largest value is 65504 and its\n"
         "smallest normal number 2**-14. Below 2**-14 come the subnormal numbers, spaced like those of\n"

@@ -15,7 +15,7 @@ from ..tensor import Tensor
 from ..testing import GradcheckError, gradcheck, numerical_gradient
 
 # ----------------------------------------------------------------------------------------------- Q01
-# The worked example of CURRICULUM.md Q01: 3 inputs -> 2 sigmoid hidden units -> 1 sigmoid output, BCE loss.
+# The worked example of question Q01: 3 inputs -> 2 sigmoid hidden units -> 1 sigmoid output, BCE loss.
 Q01_X = np.array([1.0, 2.0, 3.0])
 Q01_Y = 1.0
 Q01_PARAMETERS = {
@@ -26,7 +26,7 @@ Q01_PARAMETERS = {
 }
 Q01_LEARNING_RATE = 0.1
 
-# The reference table (6 decimals), in the order of CURRICULUM.md Q01; arrays are compared flattened.
+# The reference table (6 decimals), in the order of question Q01; arrays are compared flattened.
 Q01_TABLE = {
     "z1": [1.8, 3.7],
     "h": [0.858149, 0.975873],

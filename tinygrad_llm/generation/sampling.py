@@ -15,7 +15,7 @@ The steps run in this order, and the order matters:
    cut (the survivors renormalised). It adapts to the shape: one token when the model is sure, many when not.
 
 Filtered tokens get logit -inf, i.e. probability exactly 0 after the softmax. All of these trade diversity for
-quality (CURRICULUM Q19); none of them changes the greedy choice, because the argmax always survives.
+quality (Q19); none of them changes the greedy choice, because the argmax always survives.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GPT: a decoder-only Transformer language model (CURRICULUM Q12), GPT-2's architecture at toy sizes.
+"""GPT: a decoder-only Transformer language model (Q12), GPT-2's architecture at toy sizes.
 
     ids (B, T) -> token embedding (+ positions) -> dropout            (B, T, d)
                -> num_layers x TransformerBlock (causal)               (B, T, d)
@@ -153,7 +153,7 @@ class GPT(LanguageModel):
             LM head                         V d          only when untied (tied: it is the token embedding); no bias
 
         So with biases a block is 12 d^2 + 13 d, and for large d the total is about 12 L d^2 + V d
-        (CURRICULUM Q39). num_heads, dropout and checkpoint_blocks do not change the count.
+        (Q39). num_heads, dropout and checkpoint_blocks do not change the count.
         """
         d, V = embed_dim, vocab_size
         per_block = 12 * d * d + 4 * d + (9 * d if bias else 0)
@@ -175,7 +175,7 @@ class GPT(LanguageModel):
                                      (all H heads together), with every query against all T keys; a causal
                                      kernel skips the keys after the query, about half of it
 
-        i.e. about 2N + 4 L T d (CURRICULUM Q39). A training step costs about 3x this (the backward pass
+        i.e. about 2N + 4 L T d (Q39). A training step costs about 3x this (the backward pass
         needs two products per forward product: one for the input gradient, one for the weight gradient),
         and about 4x with checkpoint_blocks (the blocks' forward runs again in backward).
         """
