@@ -70,9 +70,10 @@ class MultiHeadAttention(Module):
         return x.reshape(batch, time, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
 
     def merge_heads(self, x: Tensor) -> Tensor:
-        """(B, H, T, D) -> (B, T, d): the inverse of split_heads, the heads side by side again."""
+        """(B, H, T, D) -> (B, T, H * D): the inverse of split_heads, the heads side by side again. H * D is d,
+        unless structured pruning removed heads (compression/structured_pruning.py)."""
         batch, _, time, _ = x.shape
-        return x.permute(0, 2, 1, 3).reshape(batch, time, self.embed_dim)
+        return x.permute(0, 2, 1, 3).reshape(batch, time, self.num_heads * self.head_dim)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, causal: bool, padding_mask) -> Tensor:
         """softmax(q k^T / sqrt(D) + mask) v for q (B, H, Tq, D), k and v (B, H, Tk, D), all heads at once."""
@@ -88,14 +89,15 @@ class MultiHeadAttention(Module):
         cache, layer_index: the new keys and values are appended to the cache's layer `layer_index`, and the T
             queries attend to every cached key (the causal mask aligns them to the last T keys).
         rotary: a RotaryEmbedding applied to q and k at positions positions_offset .. positions_offset + T - 1;
-            positions_offset defaults to cache.length (tokens already seen), or 0 without a cache.
+            positions_offset defaults to cache.length (tokens already seen), or 0 without a cache; an int array (B,)
+            puts each row at its own position (a ragged batch, see RotaryEmbedding.rotate).
         """
         if x.ndim != 3 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"MultiHeadAttention: expected input (B, T, {self.embed_dim}), got {x.shape}")
         if cache is not None and layer_index is None:
             raise ValueError("MultiHeadAttention: a cache needs layer_index, the layer whose keys and values to use")
         if positions_offset is None:
-            positions_offset = cache.length if cache is not None else 0
+            positions_offset = cache.next_positions if cache is not None else 0
         q, k, v = (self.split_heads(project(x)) for project in (self.q_proj, self.k_proj, self.v_proj))
         if rotary is not None:
             q, k = rotary(q, k, positions_offset)

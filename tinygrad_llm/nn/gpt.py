@@ -100,9 +100,11 @@ class GPT(LanguageModel):
     def new_cache(self, batch_size: int) -> KVCache:
         return KVCache(batch_size, self.num_layers)
 
-    def _first_position(self, cache: KVCache | None) -> int:
-        """The position of ids[:, 0]: the number of tokens already in the cache (0 without one)."""
-        return cache.length if cache is not None else 0
+    def _first_position(self, cache: KVCache | None):
+        """The position of ids[:, 0]: the number of tokens already in the cache (0 without one). A cache whose
+        rows have seen different numbers of tokens (a server's ragged batch) gives an int array (B,), one
+        position per row, and positions and rotary angles follow each row's own count."""
+        return cache.next_positions if cache is not None else 0
 
     def forward(self, ids, cache: KVCache | None = None, padding_mask=None) -> Tensor:
         """ids (B, T) -> logits (B, T, V).

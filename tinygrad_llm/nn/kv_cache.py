@@ -74,6 +74,12 @@ class KVCache(DecodingCache):
         self.keys[layer_index], self.values[layer_index] = keys.data, values.data
         return keys, values
 
+    @property
+    def next_positions(self):
+        """The position of the next token fed to each row: `length`, shared by every row. A cache whose rows have
+        seen different numbers of tokens (tinygrad_llm/serving/batched_decoding.py) returns an int array (B,)."""
+        return self.length
+
     def extend_padding(self, padding_mask, num_new: int) -> np.ndarray | None:
         """The key padding mask (B, length + num_new) for this call: the stored flags of the cached tokens, then
         `padding_mask` (B, num_new) for the new ones (None: none of them is padding). None while no mask was
@@ -96,6 +102,19 @@ class KVCache(DecodingCache):
         self.values = [None if a is None else take_rows(a, rows) for a in self.values]
         self.padding = None if self.padding is None else self.padding[rows]
         self.batch_size = len(rows)
+
+    def truncate(self, length: int) -> None:
+        """Forget every token after the first `length`: keys, values and padding flags. Speculative decoding
+        (generation/speculative.py) feeds drafted tokens and must drop the ones the target rejects, or later
+        tokens would attend to text that was never accepted. Keys depend only on the tokens up to their own,
+        so what is kept is exactly what a fresh cache fed the first `length` tokens would hold."""
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 <= length <= self.length:
+            raise ValueError(f"KVCache.truncate: length must be an integer in 0..{self.length} (the tokens cached), "
+                             f"got {length!r}; a cache can only forget tokens, not add them")
+        self.keys = [None if a is None else a[:, :, :length] for a in self.keys]
+        self.values = [None if a is None else a[:, :, :length] for a in self.values]
+        self.padding = None if self.padding is None else self.padding[:, :length]
+        self.length = length
 
     @staticmethod
     def values_per_sequence(num_layers: int, num_tokens: int, embed_dim: int) -> int:

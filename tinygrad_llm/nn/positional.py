@@ -11,7 +11,9 @@ must be supplied from outside, in one of three ways:
 
 All three take an `offset`, the position of the first token they are given: 0 for a whole sequence, and
 `cache.length` when decoding with a KV cache, where the new token at step t sits at position t, not 0.
-Getting that offset wrong is a classic cache bug (tests/broken_transformer.py keeps it).
+Getting that offset wrong is a classic cache bug (tests/broken_transformer.py keeps it). The offset may also
+be an int array (B,), one per row: a server decodes a ragged batch of requests that have each seen a different
+number of tokens, so row b's tokens start at position offset[b] (tinygrad_llm/serving/batched_decoding.py).
 """
 from __future__ import annotations
 
@@ -23,15 +25,27 @@ from .parameter import Parameter
 from ..tensor import DEFAULT_FLOAT, Tensor
 
 
-def _check_positions(owner: str, length: int, offset: int, max_positions: int) -> None:
-    if offset < 0 or length < 0:
+def _check_positions(owner: str, length: int, offset, max_positions: int) -> None:
+    offsets = np.asarray(offset)
+    if offsets.ndim > 1 or not np.issubdtype(offsets.dtype, np.integer):
+        raise ValueError(f"{owner}: offset must be an int or an int array (B,) with one offset per row, got {offset!r}")
+    if length < 0 or (offsets.size and offsets.min() < 0):
         raise ValueError(f"{owner}: offset and length must be non-negative, got offset={offset}, length={length}")
-    if offset + length > max_positions:
+    if offsets.size and offsets.max() + length > max_positions:
         raise ValueError(
-            f"{owner}: positions {offset}..{offset + length - 1} exceed max_positions={max_positions}; "
+            f"{owner}: positions {offsets.max()}..{offsets.max() + length - 1} exceed max_positions={max_positions}; "
             f"feed at most {max_positions} tokens in all (crop the context to its last {max_positions} tokens) "
             "or build the model with a larger context_size"
         )
+
+
+def _position_index(length: int, offset):
+    """Where to read positions offset .. offset + length - 1 in a (max_positions, ...) table: a slice when every
+    row shares one offset (the rows come out (length, ...)), an int array (B, length) when each row has its own
+    (the rows come out (B, length, ...)). Either broadcasts against (B, length, dim)."""
+    if np.ndim(offset) == 0:
+        return slice(offset, offset + length)
+    return np.asarray(offset)[:, None] + np.arange(length)
 
 
 def _angles(max_positions: int, dim: int, base: float) -> np.ndarray:
@@ -54,9 +68,10 @@ class LearnedPositionalEmbedding(Module):
         self.weight = init.normal_(Parameter(np.empty((max_positions, dim), dtype=DEFAULT_FLOAT)), std=0.02)
 
     def forward(self, length: int, offset: int = 0) -> Tensor:
-        """(length, dim): the vectors of positions offset .. offset + length - 1, to add to (B, length, dim)."""
+        """(length, dim): the vectors of positions offset .. offset + length - 1, to add to (B, length, dim);
+        (B, length, dim) for an offset array (B,)."""
         _check_positions(type(self).__name__, length, offset, self.max_positions)
-        return self.weight[offset:offset + length]
+        return self.weight[_position_index(length, offset)]
 
     def extra_repr(self):
         return f"{self.max_positions}, {self.dim}"
@@ -89,9 +104,10 @@ class SinusoidalPositionalEncoding(Module):
         self.table = table.astype(DEFAULT_FLOAT)
 
     def forward(self, length: int, offset: int = 0) -> Tensor:
-        """(length, dim): the encodings of positions offset .. offset + length - 1 (constants, no gradient)."""
+        """(length, dim): the encodings of positions offset .. offset + length - 1 (constants, no gradient);
+        (B, length, dim) for an offset array (B,)."""
         _check_positions(type(self).__name__, length, offset, self.max_positions)
-        return Tensor(self.table[offset:offset + length])
+        return Tensor(self.table[_position_index(length, offset)])
 
     def shift_matrix(self, k: int) -> np.ndarray:
         """(dim, dim) M_k with PE(p + k) = M_k @ PE(p) for every p: a shift in position is a rotation."""
@@ -140,13 +156,17 @@ class RotaryEmbedding(Module):
         Pair (a, b) = (x_i, x_{i+D/2}) at angle t becomes (a cos t - b sin t, a sin t + b cos t), and
         rotate_half(x) = (-x[D/2:], x[:D/2]) supplies the (-b, a). It is one product with a fixed signed
         permutation matrix rather than slices and a concatenation: fewer ops, and a cheaper backward.
+        An offset array (B,) rotates row b from its own position offset[b].
         """
         if x.ndim != 4 or x.shape[-1] != self.head_dim:
             raise ValueError(f"RotaryEmbedding: expected (B, H, T, {self.head_dim}) queries or keys, got {x.shape}")
         length = x.shape[-2]
         _check_positions(type(self).__name__, length, offset, self.max_positions)
-        positions = slice(offset, offset + length)
-        cos, sin = Tensor(self.cos[positions].astype(x.dtype)), Tensor(self.sin[positions].astype(x.dtype))
+        positions = _position_index(length, offset)
+        cos, sin = self.cos[positions].astype(x.dtype), self.sin[positions].astype(x.dtype)
+        if np.ndim(offset):  # (B, T, D) -> (B, 1, T, D): the same angles for every head of a row
+            cos, sin = cos[:, None], sin[:, None]
+        cos, sin = Tensor(cos), Tensor(sin)
         return x * cos + (x @ Tensor(self.rotate_half.astype(x.dtype))) * sin
 
     def forward(self, q: Tensor, k: Tensor, offset: int = 0):
