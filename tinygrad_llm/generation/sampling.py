@@ -4,6 +4,7 @@ Every function works on plain NumPy logits of shape (B, V): one row per sequence
 
     sample_next_token(logits, temperature=0)                 greedy: the argmax, no randomness at all
     sample_next_token(logits, temperature=0.8, top_k=40, top_p=0.9, rng=rng)
+    next_token_probs(logits, temperature=0.8, top_k=40)      the distribution (B, V) that sample draws from
 
 The steps run in this order, and the order matters:
 
@@ -120,9 +121,10 @@ def top_p_filter(logits, p: float) -> np.ndarray:
     return np.where(drop, -np.inf, logits)
 
 
-def _draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Inverse-CDF sampling: one uniform u per row picks the first token whose cumulative probability exceeds
-    u, so token i is chosen with probability probs[i]; a token of probability 0 can never be the first."""
+def draw_tokens(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One token id per row of probs (B, V), by inverse-CDF sampling: one uniform u per row picks the first
+    token whose cumulative probability exceeds u, so token i is chosen with probability probs[i]; a token of
+    probability 0 can never be the first."""
     cdf = np.cumsum(probs, axis=-1)
     u = rng.random(len(probs)) * cdf[:, -1]  # scaled by the row total, which rounding may leave a hair off 1
     return (cdf > u[:, None]).argmax(axis=-1).astype(np.int64)
@@ -152,9 +154,27 @@ def sample_next_token(logits, temperature: float = 1.0, top_k: int | None = None
     check_sampling_options(temperature, top_k, top_p, "sample_next_token")
     if temperature == 0:
         return logits.argmax(axis=-1).astype(np.int64)
+    return draw_tokens(next_token_probs(logits, temperature, top_k, top_p), rng if rng is not None else generator())
+
+
+def next_token_probs(logits, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None) -> np.ndarray:
+    """The distribution (B, V), float64, that sample_next_token draws each row's token from: the softmax of
+    the logits after temperature -> top-k -> top-p. temperature=0 gives a one-hot row on the argmax (the
+    limit tau -> 0), which is what greedy decoding picks.
+
+    The one definition of "the model's next-token distribution under these options": speculative decoding
+    needs the probabilities themselves, of the target and of the draft, not only a sample.
+    """
+    logits = _check_logits(logits, "next_token_probs")
+    check_sampling_options(temperature, top_k, top_p, "next_token_probs")
+    if temperature == 0:
+        one_hot = np.zeros_like(logits)
+        one_hot[np.arange(len(logits)), logits.argmax(axis=-1)] = 1.0
+        return one_hot
     logits = apply_temperature(logits, temperature)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
-    return _draw(_softmax(logits), rng if rng is not None else generator())
+    return _softmax(logits)
