@@ -18,6 +18,7 @@ from tinygrad_llm.exercises.optimizers import global_norm
 from test_exercises_kernels import WRONG_ANSWERS as KERNEL_WRONG_ANSWERS  # the chapter-15 exercises, kept in their own file
 from test_exercises_attention import WRONG_ANSWERS as ATTENTION_WRONG_ANSWERS  # chapter 6
 from test_exercises_inference import WRONG_ANSWERS as INFERENCE_WRONG_ANSWERS  # chapter 9
+from test_exercises_compression import WRONG_ANSWERS as COMPRESSION_WRONG_ANSWERS  # chapter 9, compression
 from test_exercises_language_models import WRONG_ANSWERS as LANGUAGE_MODEL_WRONG_ANSWERS  # chapter 5
 from test_exercises_tokenization import WRONG_ANSWERS as TOKENIZATION_WRONG_ANSWERS  # chapter 4
 from test_exercises_seq2seq import WRONG_ANSWERS as SEQ2SEQ_WRONG_ANSWERS  # chapter 7
@@ -266,8 +267,8 @@ WRONG_ANSWERS = [
 
 NAMES = [name for name, _ in ex.list_exercises()]
 ALL_WRONG_ANSWERS = (WRONG_ANSWERS + KERNEL_WRONG_ANSWERS + TOKENIZATION_WRONG_ANSWERS + LANGUAGE_MODEL_WRONG_ANSWERS
-                     + ATTENTION_WRONG_ANSWERS + INFERENCE_WRONG_ANSWERS + SEQ2SEQ_WRONG_ANSWERS
-                     + EVALUATION_WRONG_ANSWERS + SCALING_WRONG_ANSWERS)
+                     + ATTENTION_WRONG_ANSWERS + INFERENCE_WRONG_ANSWERS + COMPRESSION_WRONG_ANSWERS
+                     + SEQ2SEQ_WRONG_ANSWERS + EVALUATION_WRONG_ANSWERS + SCALING_WRONG_ANSWERS)
 
 
 def test_the_bank_has_at_least_ten_exercises_each_with_two_wrong_answers():

@@ -62,8 +62,9 @@ def check(name: str, function: Callable) -> GradeResult:
     return result
 
 
-from . import attention, evaluation, inference, kernels, language_models, scaling, seq2seq, tokenization  # noqa: E402
+from . import (attention, compression, evaluation, inference, kernels, language_models, scaling,  # noqa: E402
+               seq2seq, tokenization)
 
-for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, scaling,
+for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, compression, scaling,
                 kernels):  # chapters 4-10, 15
     EXERCISES.update((exercise.name, exercise) for exercise in _module.EXERCISES)
