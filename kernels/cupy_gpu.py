@@ -21,6 +21,7 @@ import numpy as np
 
 from .cuda_launch import (ATTENTION, DEFAULT_SHARED_LIMIT, ELEMENTWISE_THREADS, attention_delta_launch, attention_launch,
                           elementwise_blocks, layer_norm_params_launch, row_launch)
+from .reference import quantized_matmul as _quantized
 from .reference.gelu import _check as _check_gelu_curve
 
 try:
@@ -352,8 +353,22 @@ def gelu_backward(x, grad_out, approximate: str = "none"):
     return grad_in.reshape(x.shape)
 
 
+# ------------------------------------------------------------------ quantized weights: the reference, on the GPU
+def int8_matmul(a, b):
+    """int8 (M, K) x int8 (N, K) -> int32 (M, N) = a @ b.T, exactly: the reference's widen-to-int32-then-multiply,
+    run by CuPy on the cupy arrays (cupy.matmul of int32 matrices; integer sums have no rounding to differ in)."""
+    return _quantized.int8_matmul(a, b)
+
+
+def quantized_matmul(x, values, scales, zero_points, bits: int, group_size: int):
+    """x @ W.T for a quantized W (kernels/reference/quantized_matmul.py): W is dequantized on the GPU into a
+    float32 matrix, then one cuBLAS sgemm. The simple version, not the fused one: it writes and reads back the
+    4-byte W that the Numba kernel never builds."""
+    return _quantized.quantized_matmul(x, values, scales, zero_points, bits, group_size)
+
+
 __all__ = [
     "matmul", "softmax_forward", "softmax_backward", "cross_entropy_forward", "cross_entropy_backward",
     "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward", "gelu_forward",
-    "gelu_backward",
+    "gelu_backward", "int8_matmul", "quantized_matmul",
 ]

@@ -19,6 +19,7 @@ from .cross_entropy import cross_entropy_backward, cross_entropy_forward  # noqa
 from .embedding import embedding_backward  # noqa: E402
 from .gelu import gelu_backward, gelu_forward  # noqa: E402
 from .layer_norm import layer_norm_backward, layer_norm_forward  # noqa: E402
+from .quantized_matmul import int8_matmul, quantized_matmul  # noqa: E402
 from .softmax import softmax_backward, softmax_forward  # noqa: E402
 
 # Matrix products go to numpy's BLAS even in this kernel set. The blocked, packed, parallel Numba matmul
@@ -30,5 +31,5 @@ from .softmax import softmax_backward, softmax_forward  # noqa: E402
 __all__ = [
     "matmul", "softmax_forward", "softmax_backward", "cross_entropy_forward", "cross_entropy_backward",
     "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward", "gelu_forward",
-    "gelu_backward", "embedding_backward",
+    "gelu_backward", "embedding_backward", "int8_matmul", "quantized_matmul",
 ]

@@ -6,10 +6,11 @@ from .embedding import embedding_backward
 from .gelu import gelu_backward, gelu_forward
 from .layer_norm import layer_norm_backward, layer_norm_forward
 from .matmul import matmul
+from .quantized_matmul import int8_matmul, quantized_matmul
 from .softmax import softmax_backward, softmax_forward
 
 __all__ = [
     "matmul", "softmax_forward", "softmax_backward", "cross_entropy_forward", "cross_entropy_backward",
     "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward", "gelu_forward",
-    "gelu_backward", "embedding_backward",
+    "gelu_backward", "embedding_backward", "int8_matmul", "quantized_matmul",
 ]

@@ -29,8 +29,9 @@ def pack_int4(values: np.ndarray) -> np.ndarray:
 
 
 def unpack_int4(packed: np.ndarray) -> np.ndarray:
-    """uint8 (..., K // 2) -> int8 (..., K) in -8..7: the inverse of pack_int4."""
-    packed = np.asarray(packed)
+    """uint8 (..., K // 2) -> int8 (..., K) in -8..7: the inverse of pack_int4. An array stays where it is
+    (a GPU array is unpacked on the GPU: the quantized kernels of kernels/cupy_gpu.py call this)."""
+    packed = packed if hasattr(packed, "dtype") else np.asarray(packed)
     if packed.dtype != np.uint8:
         raise ValueError(f"unpack_int4: expected the uint8 bytes pack_int4 returns, got dtype {packed.dtype}")
     nibbles = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(*packed.shape[:-1], -1).astype(np.int8)

@@ -1,5 +1,5 @@
-"""The `bench` sub-command: `bench kernels`, `bench train`, `bench quality`, `bench seq2seq` and `bench distributed`
-(one module each).
+"""The `bench` sub-command: `bench kernels`, `bench train`, `bench quality`, `bench seq2seq`, `bench quantized`,
+`bench distributed` and `bench serve` (one module each).
 
 `register(subparsers)` adds it to the program's argparse sub-commands; each action sets `args.func`.
 Benchmarks print ratios measured in one run; on a shared machine single timings swing ~30%, so read the
@@ -91,6 +91,37 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                              choices=["fp32", "fp16", "bf16"], help="single-process precisions (default: all)")
     distributed.add_argument("--out", default="bench_distributed.json", help="JSON report (default: %(default)s)")
     distributed.set_defaults(func=_run_distributed)
+
+    quantized = actions.add_parser(
+        "quantized", help="int8/int4 weight-only kernels vs float32 BLAS at decode shapes, int8 GEMM; JSON + roofline",
+        description="Time x @ W.T at decode shapes (batch 1, 2, 4, 8; W d x d, d = 128..4096) with float32 BLAS, the "
+        "reference quantized_matmul and the Numba int8 and int4 weight-only kernels, each weight streamed from memory; "
+        "and the int8 x int8 -> int32 GEMM against float32 sgemm. Reports time, speedup over BLAS, GB/s, GFLOP/s and "
+        "each kernel's place under the measured roofline.")
+    quantized_size = quantized.add_mutually_exclusive_group()
+    quantized_size.add_argument("--fast", action="store_true", help="fewer sizes (d up to 2048), 3 repeats")
+    quantized_size.add_argument("--tiny", action="store_true", help="smallest sizes, 1 repeat: checks the harness")
+    quantized.add_argument("--repeats", type=int, default=None, help="timed runs per case (median reported)")
+    quantized.add_argument("--threads", type=int, default=None,
+                           help="threads for numpy's BLAS and Numba alike (default: each library's own)")
+    quantized.add_argument("--out", default="bench_quantized.json", help="JSON report (default: %(default)s)")
+    quantized.add_argument("--plot", default="bench_quantized_roofline.png",
+                           help="roofline PNG (default: %(default)s)")
+    quantized.set_defaults(func=_run_quantized)
+
+    serve = actions.add_parser(
+        "serve", help="the HTTP server under Poisson load: p50/p99 latency and throughput against B, w and the rate",
+        description="Start the real server (`serve`) in a subprocess for each max batch size B and max wait w, send "
+        "Poisson arrivals at several rates from the loopback load generator, then run the same batching policy on "
+        "a simulated clock with the model's measured service times to reach rates this machine cannot send. "
+        "Prints a table; writes JSON and a latency-against-throughput plot.")
+    serve.add_argument("--checkpoint", default=None,
+                       help="checkpoint.npz to serve (default: train a small GPT first, about a minute)")
+    serve.add_argument("--fast", action="store_true", help="B in {1, 4}, 3 rates, about 200 live requests")
+    serve.add_argument("--seed", type=int, default=0, help="seed of the arrivals and the prompt (default: %(default)s)")
+    serve.add_argument("--out", default="bench_serve.json", help="JSON report (default: %(default)s)")
+    serve.add_argument("--plot", default="bench_serve.png", help="latency/throughput PNG (default: %(default)s)")
+    serve.set_defaults(func=_run_serve)
     return parser
 
 
@@ -149,9 +180,24 @@ def _run_seq2seq(args) -> int:
     return 0
 
 
+def _run_quantized(args) -> int:
+    from .quantized import run_quantized_benchmark
+
+    run_quantized_benchmark(_mode(args), repeats=args.repeats, out=args.out, plot=args.plot, threads=args.threads)
+    return 0
+
+
 def _run_distributed(args) -> int:
     from .distributed import run_distributed_benchmark
 
     run_distributed_benchmark("fast" if args.fast else "full", ranks=tuple(args.ranks),
                               precisions=tuple(args.precisions), out=args.out)
+    return 0
+
+
+def _run_serve(args) -> int:
+    from .serve import run_serve_benchmark
+
+    run_serve_benchmark("fast" if args.fast else "full", checkpoint=args.checkpoint, out=args.out, plot=args.plot,
+                        seed=args.seed)
     return 0
