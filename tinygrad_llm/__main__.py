@@ -1,4 +1,5 @@
-"""Command line: `python -m tinygrad_llm train | sample | exercises ... | bench ...` (--help for each)."""
+"""Command line: `python -m tinygrad_llm train | sample | quantize | serve | exercises ... | bench ...` (--help
+for each)."""
 from __future__ import annotations
 
 import argparse
@@ -108,13 +109,22 @@ def _add_sample(subparsers):
     parser.add_argument("--samples", type=int, default=1, help="independent samples (default: %(default)s)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where the model runs (default: %(default)s)")
+    parser.add_argument("--quantize", choices=["int8", "int4"], default=None,
+                        help="quantize every Linear weight after loading: int8 per output channel, or int4 per group "
+                        "of 64 input columns (a layer with fewer or other in_features: the largest group dividing "
+                        "them). A checkpoint written by `quantize` is loaded quantized without this flag")
     parser.set_defaults(func=_run_sample)
 
 
 def _run_sample(args) -> int:
-    from .training import load_trained_model
+    from .compression import load_model, quantize
+    from .compression.quantize_model import PRESETS
 
-    model, tokenizer, _ = load_trained_model(args.checkpoint)
+    model, tokenizer, metadata = load_model(args.checkpoint)
+    if args.quantize:
+        if "quantized_layers" in metadata:
+            raise ValueError(f"sample: {args.checkpoint} is already quantized; drop --quantize")
+        quantize(model, **PRESETS[args.quantize])
     model.to(args.device)
     if not args.prompt:
         raise SystemExit("sample: --prompt must not be empty (a language model continues some text)")
@@ -127,6 +137,78 @@ def _run_sample(args) -> int:
     return 0
 
 
+def _add_serve(subparsers):
+    parser = subparsers.add_parser(
+        "serve", help="serve a trained checkpoint over HTTP (OpenAI-style /v1/completions, streaming, batching)",
+        description="Load a checkpoint written by `train` once and answer POST /v1/completions (JSON, or server-sent "
+        "events with \"stream\": true), GET /health and GET /metrics. Requests join a running batch at token "
+        "boundaries (continuous batching); a full queue answers 503 with Retry-After. Ctrl+C or SIGTERM shuts down "
+        "gracefully. Needs the `serve` extra: pip install -e \".[serve]\".")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.npz written by `train`")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s, this machine only; others print a warning)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    parser.add_argument("--max-batch-size", type=int, default=8,
+                        help="B: requests decoded together in one step (default: %(default)s)")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0,
+                        help="w: how long an idle server waits for a batch to fill (default: %(default)s)")
+    parser.add_argument("--max-queue", type=int, default=64,
+                        help="requests that may wait for a slot before the server answers 503 (default: %(default)s)")
+    parser.add_argument("--max-tokens-limit", type=int, default=512,
+                        help="the largest max_tokens one request may ask for (default: %(default)s)")
+    parser.add_argument("--shutdown-grace-s", type=float, default=10.0,
+                        help="on SIGINT/SIGTERM, how long in-flight requests may finish before they are cancelled "
+                        "(default: %(default)s)")
+    parser.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from .serving.server import serve
+
+    return serve(args.checkpoint, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                 max_wait_s=args.max_wait_ms / 1000, max_queue=args.max_queue, max_tokens_limit=args.max_tokens_limit,
+                 shutdown_grace_s=args.shutdown_grace_s)
+
+
+def _add_quantize(subparsers):
+    parser = subparsers.add_parser(
+        "quantize", help="write an int8/int4 copy of a trained checkpoint and print what was quantized",
+        description="Quantize every Linear weight of a checkpoint written by `train` (post-training, no data needed), "
+        "write a compressed quantized checkpoint that `sample --checkpoint` loads, and print the coverage report "
+        "(which arrays became integers, which stayed float and why) and the sizes in memory and on disk.")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.npz written by `train`")
+    parser.add_argument("--out", required=True, help="the quantized checkpoint to write (.npz)")
+    parser.add_argument("--bits", type=int, choices=[8, 4], default=8, help="integer width (default: %(default)s)")
+    parser.add_argument("--scheme", choices=["symmetric", "affine"], default="symmetric",
+                        help="zero point 0, or an integer zero point per slice (default: %(default)s)")
+    parser.add_argument("--granularity", choices=["tensor", "channel", "group"], default=None,
+                        help="one scale per weight matrix, per output channel, or per group of input columns "
+                        "(default: channel for 8 bits, group for 4)")
+    parser.add_argument("--group-size", type=int, default=None,
+                        help="input columns per scale with --granularity group (default: 64)")
+    parser.set_defaults(func=_run_quantize)
+
+
+def _run_quantize(args) -> int:
+    import os
+
+    from .compression import quantize, save_quantized
+    from .training import load_trained_model
+
+    granularity = args.granularity or ("channel" if args.bits == 8 else "group")
+    group_size = (args.group_size or 64) if granularity == "group" else args.group_size
+    model, tokenizer, metadata = load_trained_model(args.checkpoint)
+    report = quantize(model, bits=args.bits, symmetric=args.scheme == "symmetric", granularity=granularity,
+                      group_size=group_size)
+    save_quantized(model, args.out, tokenizer,
+                   {"source": str(args.checkpoint), "train_config": metadata["train_config"]})
+    print(report.table())
+    size_in, size_out = os.path.getsize(args.checkpoint), os.path.getsize(args.out)
+    print(f"\nOn disk: {args.checkpoint} {size_in:,} bytes (weights, optimizer state, float32) -> {args.out} "
+          f"{size_out:,} bytes (compressed .npz, weights only)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .benchmarks.command import register as add_bench
     from .exercises.command import register as add_exercises
@@ -135,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train(subparsers)
     _add_sample(subparsers)
+    _add_quantize(subparsers)
+    _add_serve(subparsers)
     add_exercises(subparsers)
     add_bench(subparsers)
     return parser

@@ -15,7 +15,8 @@ import numpy as np
 _METADATA_KEY = "__metadata__"
 
 
-def save_checkpoint(path, arrays: dict, metadata: dict | None = None) -> Path:
+def save_checkpoint(path, arrays: dict, metadata: dict | None = None, compressed: bool = False) -> Path:
+    """compressed=True deflates every array (np.savez_compressed): slower to write, smaller on disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if _METADATA_KEY in arrays:
@@ -25,7 +26,7 @@ def save_checkpoint(path, arrays: dict, metadata: dict | None = None) -> Path:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # same folder, so the rename is atomic
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **payload)
+            (np.savez_compressed if compressed else np.savez)(f, **payload)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -52,7 +52,7 @@ class RecurrentLanguageModel(LanguageModel):
                     num_layers=self.num_layers, dropout=self.dropout)
 
     def new_cache(self, batch_size: int) -> RecurrentState:
-        initial = self.recurrent.initial_state(batch_size, self.output.weight.dtype)
+        initial = self.recurrent.initial_state(batch_size, self.token_embedding.weight.dtype)
         return RecurrentState(batch_size, map_state(lambda t: t.data, initial))
 
     def forward(self, ids, cache: RecurrentState | None = None):
