@@ -191,6 +191,11 @@ def simulate(arrival_rate: float, num_requests: int, max_batch_size: int, max_wa
     if not arrival_rate > 0 or num_requests < 1:
         raise ValueError(f"simulate: arrival_rate must be > 0 requests/s and num_requests >= 1, got {arrival_rate!r} "
                          f"and {num_requests!r}")
-    gaps = np.random.default_rng(seed).exponential(1.0 / arrival_rate, num_requests)
-    return simulate_policy(BatchingPolicy(max_batch_size, max_wait_s), np.cumsum(gaps), tokens_per_request,
-                           service_model)
+    arrivals = poisson_arrival_times(arrival_rate, num_requests, np.random.default_rng(seed))
+    return simulate_policy(BatchingPolicy(max_batch_size, max_wait_s), arrivals, tokens_per_request, service_model)
+
+
+def poisson_arrival_times(rate: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` arrival times (seconds from 0) of a Poisson process of `rate` per second: exponential gaps. The
+    simulation and the live load generator draw their workloads with it."""
+    return np.cumsum(rng.exponential(1.0 / rate, size=count))
