@@ -578,8 +578,12 @@ def machine_info(torch=None, device: str = "cpu") -> dict:
             # on this project's shared 2-core machines that alone slowed 2-thread BLAS calls ~50x (measured).
             "load_average_1_5_15": _load_average()}
     try:
+        import llvmlite.binding
         import numba
         info["numba"] = numba.__version__
+        # The CPU model LLVM compiles Numba kernels for (znver1, znver5, skylake-avx512...): it decides the vector
+        # width and which conversions are cheap, so the same kernel's ratio to BLAS differs from machine to machine.
+        info["numba_target_cpu"] = llvmlite.binding.get_host_cpu_name()
     except ImportError:
         info["numba"] = None
     info["torch"] = None if torch is None else {"version": torch.__version__, "num_threads": torch.get_num_threads()}

@@ -185,7 +185,8 @@ def run_quantized_benchmark(mode: str = "full", repeats: int | None = None, out=
     stream_bytes = sizes["stream_mib"] * 2**20 if sizes["stream_mib"] else 2 * l3_cache_bytes()
     roof = measure_roof(fast=mode == "fast", tiny=mode == "tiny", repeats=max(repeats, 3))
     say(f"Roof: {roof['peak_gflops']:.0f} GFLOP/s (BLAS sgemm), {roof['bandwidth_gbs']:.1f} GB/s (copy); "
-        f"weights streamed through {stream_bytes / 2**20:.0f} MiB of copies per contestant")
+        f"weights streamed through {stream_bytes / 2**20:.0f} MiB of copies per contestant; Numba compiles for "
+        f"{machine.get('numba_target_cpu')} (its int8 -> float conversions per cycle bound the weight-only kernels)")
 
     decode = []
     for d in sizes["dims"]:
