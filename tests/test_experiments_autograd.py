@@ -1,4 +1,4 @@
-"""Chapter 1 learning checks (CURRICULUM Q01, Q02): the worked two-layer example, finite differences, and a
+"""Chapter 1 learning checks (Q01, Q02): the worked two-layer example, finite differences, and a
 planted broadcasting bug that a gradient check must catch."""
 import numpy as np
 import pytest

@@ -348,8 +348,8 @@ def thread_fight(numba_functions: dict, repeats: int = 5, tiny: bool = False) ->
 
     Under a spinning thread pool (Numba's OpenMP layer, OpenBLAS's busy-waiting threads) each library's
     idle threads burn the cores the other one needs; the fight ratio alternating / (numba alone + BLAS alone)
-    is ~1 when the pools get along. Measured on this project's machines: ~8 under Numba's OpenMP layer
-    (PERFORMANCE_NOTES.md), and ~2 for the attention pair under OpenBLAS's default spin time
+    is ~1 when the pools get along. Measured on this project's machines: ~8 under Numba's OpenMP layer,
+    and ~2 for the attention pair under OpenBLAS's default spin time
     (tinygrad_llm/thread_pools.py). Two pairs: a short kernel with a small product (hand-off costs
     dominate) and a long kernel after a bigger product (a spinning pool steals the kernel's cores).
     """

@@ -255,14 +255,14 @@ UNBROADCAST = Exercise(
 
 TWO_LAYER_NETWORK = Exercise(
     name="two_layer_network",
-    title="Forward, loss and backward of a 3-2-1 sigmoid network by hand (CURRICULUM Q01)",
+    title="Forward, loss and backward of a 3-2-1 sigmoid network by hand (Q01)",
     statement=(
         "A network with D inputs, H sigmoid hidden units and one sigmoid output: h = sigmoid(W1 @ x + b1),\n"
         "p = sigmoid(W2 . h + b2), loss = BCE = -[y ln p + (1 - y) ln(1 - p)] for a scalar label y in {0, 1}.\n"
         "x (D,), W1 (H, D), b1 (H,), W2 (H,), b2 a float. Return a dict with the loss and its gradients\n"
         "dW1 (H, D), db1 (H,), dW2 (H,), db2 (a float). The worked example is x = [1, 2, 3],\n"
         "W1 = [[.1, .2, .3], [.4, .5, .6]], b1 = [.4, .5], W2 = [.1, .2], b2 = .3, y = 1: loss 0.444266.\n"
-        "Tolerance: 1e-6 against the CURRICULUM.md table, rtol=1e-7 against the reference."
+        "Tolerance: 1e-6 against the worked example's table, rtol=1e-7 against the reference."
     ),
     reference=two_layer_network,
     helpers=(sigmoid,),

@@ -1,4 +1,4 @@
-"""Multi-head self-attention (CURRICULUM Q10-Q11): every position reads a weighted mix of the positions it may see.
+"""Multi-head self-attention (Q10-Q11): every position reads a weighted mix of the positions it may see.
 
     x (B, T, d) --W_q, W_k, W_v--> q, k, v (B, T, d) --split heads--> (B, H, T, D)     D = d / H
     every head at once:  softmax(q k^T / sqrt(D) + mask) v                 (B, H, T, D)

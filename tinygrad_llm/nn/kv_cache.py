@@ -1,4 +1,4 @@
-"""The KV cache: why generating token t+1 need not redo the work for tokens 1..t (CURRICULUM Q21).
+"""The KV cache: why generating token t+1 need not redo the work for tokens 1..t (Q21).
 
 In causal attention the key and value of a past token never change: they depend only on that token and
 the ones before it. So when generating, each attention layer keeps the keys and values it has computed

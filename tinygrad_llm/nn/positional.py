@@ -59,7 +59,7 @@ class LearnedPositionalEmbedding(Module):
     """A trained vector per position, looked up like a token embedding and added to it (GPT-2's `wpe`).
 
     Simple and as expressive as it gets, but blind past `max_positions`: row p is trained only by sequences
-    longer than p, so a model trained on length 64 has nothing to say at position 100 (CURRICULUM Q13).
+    longer than p, so a model trained on length 64 has nothing to say at position 100 (Q13).
     Initialised N(0, 0.02), GPT-2's scale for every embedding.
     """
 

@@ -4,7 +4,7 @@
 
 Unlike the MLP model's fixed window, the hidden state summarises everything read so far, so the context
 has no hard limit (max_context is None); what limits it in practice is how far gradients reach in
-training (CURRICULUM Q09) and how much a fixed-size vector can hold.
+training (Q09) and how much a fixed-size vector can hold.
 
 Decoding is cheap for the same reason: the cache is just the state after the tokens seen so far (one
 (num_layers, B, hidden_dim) array, two for the LSTM), so each new token costs one step, whatever the
