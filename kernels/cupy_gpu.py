@@ -360,11 +360,12 @@ def int8_matmul(a, b):
     return _quantized.int8_matmul(a, b)
 
 
-def quantized_matmul(x, values, scales, zero_points, bits: int, group_size: int):
+def quantized_matmul(x, values, scales, zero_points, bits: int, group_size: int, activations: str = "float32"):
     """x @ W.T for a quantized W (kernels/reference/quantized_matmul.py): W is dequantized on the GPU into a
     float32 matrix, then one cuBLAS sgemm. The simple version, not the fused one: it writes and reads back the
-    4-byte W that the Numba kernel never builds."""
-    return _quantized.quantized_matmul(x, values, scales, zero_points, bits, group_size)
+    4-byte W that the Numba kernel never builds. activations="int16" runs the reference's integer sums on the
+    GPU (CuPy's integer matmul, not cuBLAS): the same numbers as the CPU kernels, not a faster path."""
+    return _quantized.quantized_matmul(x, values, scales, zero_points, bits, group_size, activations)
 
 
 __all__ = [

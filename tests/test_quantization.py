@@ -3,6 +3,7 @@ int4 packing round-trips, quantizing is idempotent, finer slices never have a co
 F.linear with the dequantized weight, a quantized network's output stays within the bound its scales give,
 checkpoints round-trip exactly, the coverage report's bytes add up, and a trained GPT keeps its perplexity.
 The first checks also run with pieces from tests/broken_quantization.py swapped in, and must catch each one."""
+import copy
 import tempfile
 from pathlib import Path
 
@@ -211,13 +212,21 @@ def kernel_set(request):
     kernels.set_kernels(previous)
 
 
-def test_quantized_linear_is_linear_with_the_dequantized_weight(kernel_set):
+def activation_rounding_bound(x, weight):
+    """How far int16 activations can move x @ W.T: half a step (max|x row| / 32767) per activation, times
+    each output's sum of |W| (tests/test_kernels_quantized.py checks the kernels against it tightly)."""
+    half_step = np.abs(x).max(axis=-1, keepdims=True).astype(np.float64) / 32767 * 0.51
+    return half_step * np.abs(weight).sum(axis=1)
+
+
+@pytest.mark.parametrize("activations", ["float32", "int16"])
+def test_quantized_linear_is_linear_with_the_dequantized_weight(kernel_set, activations):
     @given(st.data(), st.booleans(), st.lists(st.integers(1, 3), min_size=0, max_size=2))
     def same_as_float_linear(data, bias, leading):
         w = data.draw(weights(max_rows=8, max_half_columns=32))
         linear = Linear(w.shape[1], w.shape[0], bias=bias)
         linear.weight.data[...] = w
-        layer = QuantizedLinear.from_linear(linear, **data.draw(schemes(w.shape[1])))
+        layer = QuantizedLinear.from_linear(linear, **data.draw(schemes(w.shape[1])), activations=activations)
         x = np.random.default_rng(len(leading)).standard_normal((*leading, w.shape[1])).astype(np.float32)
         with tgl.no_grad():
             got = layer(tgl.tensor(x)).data
@@ -229,9 +238,25 @@ def test_quantized_linear_is_linear_with_the_dequantized_weight(kernel_set):
         zero_points = 0 if qt.symmetric else np.abs(np.repeat(qt.zero_points.astype(np.int64), qt.group_size, axis=1))
         terms = np.abs(dequantize(qt)) + 2 * step_of_each_weight(qt) * zero_points
         size = np.abs(x) @ terms.T + (0 if not bias else np.abs(linear.bias.data))
-        assert (np.abs(got - want) <= 1e-5 * size + 1e-30).all()
+        rounding = activation_rounding_bound(x, dequantize(qt)) if activations == "int16" else 0
+        assert (np.abs(got - want) <= 1e-5 * size + rounding + 1e-30).all()
 
     same_as_float_linear()
+
+
+def test_quantize_sets_how_every_layer_multiplies():
+    model = Sequential(Linear(8, 8), ReLU(), Linear(8, 4))
+    x = tgl.tensor(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32))
+    fast, exact = copy.deepcopy(model), copy.deepcopy(model)
+    quantize(fast)
+    quantize(exact, activations="float32")
+    assert [m.activations for m in fast.modules() if isinstance(m, QuantizedLinear)] == ["int16", "int16"]
+    assert [m.activations for m in exact.modules() if isinstance(m, QuantizedLinear)] == ["float32", "float32"]
+    with tgl.no_grad():
+        assert not np.array_equal(fast(x).data, exact(x).data)  # the int16 rounding is there ...
+        np.testing.assert_allclose(fast(x).data, exact(x).data, rtol=1e-3, atol=1e-4)  # ... and small
+    with pytest.raises(ValueError, match="activations must be one of .*'int16'.*'float32'"):
+        quantize(copy.deepcopy(model), activations="int8")
 
 
 def test_quantized_linear_is_for_inference_only():
@@ -250,7 +275,8 @@ def test_quantized_linear_is_for_inference_only():
 def test_a_quantized_network_stays_within_the_bound_its_scales_give(batch, half_in, hidden, out, data):
     """For Linear -> ReLU -> Linear: the first layer's output moves by at most e1 = |x| @ (s1 / 2).T per unit
     (|dW| <= s / 2 elementwise); ReLU moves nothing further apart (1-Lipschitz); the second layer adds its own
-    weight error on top of the moved input: |dy| <= |W2q| @ e1 + (s2 / 2) @ |relu(h)|."""
+    weight error on top of the moved input: |dy| <= |W2q| @ e1 + (s2 / 2) @ |relu(h)|. Each layer's int16
+    rounding of its input adds half an activation step times its |W| row sums."""
     scheme = data.draw(schemes(2 * half_in))
     first, second = Linear(2 * half_in, 2 * hidden), Linear(2 * hidden, out)
     model = Sequential(first, ReLU(), second)
@@ -263,9 +289,12 @@ def test_a_quantized_network_stays_within_the_bound_its_scales_give(batch, half_
     q_first, q_second = model.layers[0], model.layers[2]
     with tgl.no_grad():
         approximate = model(tgl.tensor(x)).data
-    first_error = np.abs(x) @ (step_of_each_weight(q_first.weight) / 2).T
+    # int16 activations (the default) add each layer's rounding of its input on top of the weight errors.
+    first_error = np.abs(x) @ (step_of_each_weight(q_first.weight) / 2).T + activation_rounding_bound(
+        x, dequantize(q_first.weight))
+    hidden_reach = hidden_float + first_error  # the quantized network's hidden layer is at most this large
     bound = (np.abs(dequantize(q_second.weight)) @ first_error.T).T + hidden_float @ (
-        step_of_each_weight(q_second.weight) / 2).T
+        step_of_each_weight(q_second.weight) / 2).T + activation_rounding_bound(hidden_reach, dequantize(q_second.weight))
     size = np.abs(exact) + np.abs(x) @ np.abs(first.weight.data.T) @ np.abs(second.weight.data.T)
     assert (np.abs(approximate - exact) <= bound * (1 + 1e-5) + 1e-5 * size).all()
 

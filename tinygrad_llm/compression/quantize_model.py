@@ -79,12 +79,13 @@ class QuantizationReport:
 
 
 def quantize(model: Module, bits: int = 8, symmetric: bool = True, granularity: str = "channel",
-             group_size: int | None = None) -> QuantizationReport:
+             group_size: int | None = None, activations: str = "int16") -> QuantizationReport:
     """Replace every Linear of `model` (any Module tree) by a QuantizedLinear, in place; returns the coverage report.
 
     A Linear whose weight is shared with another layer (a tied LM head) stays float. granularity='group' needs
     group_size; a layer whose in_features it does not divide uses the largest divisor of in_features below it,
-    even for int4 (shown in the report's `stored_as`).
+    even for int4 (shown in the report's `stored_as`). activations: how the layers multiply (QuantizedLinear):
+    'int16' rounds each row of x to int16 and sums integers (fast), 'float32' converts the weights instead.
     """
     if granularity == "group" and group_size is None:
         raise ValueError("quantize: granularity='group' needs a group_size (32, 64 or 128 are usual)")
@@ -100,7 +101,7 @@ def quantize(model: Module, bits: int = 8, symmetric: bool = True, granularity: 
             others = [owner for owner in owners[id(parameter)] if owner != array_name]
             if isinstance(module, Linear) and attribute == "weight" and not others:
                 report.rows.append(_quantize_linear(name, module, parents[name], bits, symmetric, granularity,
-                                                    group_size))
+                                                    group_size, activations))
                 continue
             counted = owners[id(parameter)][0] == array_name  # a shared array's bytes count once, at its first name
             report.rows.append(CoverageRow(array_name, type(module).__name__, str(parameter.dtype),
@@ -109,11 +110,11 @@ def quantize(model: Module, bits: int = 8, symmetric: bool = True, granularity: 
     return report
 
 
-def _quantize_linear(name, linear, parent, bits, symmetric, granularity, group_size) -> CoverageRow:
+def _quantize_linear(name, linear, parent, bits, symmetric, granularity, group_size, activations) -> CoverageRow:
     """Put a QuantizedLinear in the Linear's place; its weight's report row."""
     layer_group = _fit_group_size(linear.in_features, group_size, bits) if granularity == "group" else None
     try:
-        quantized = QuantizedLinear.from_linear(linear, bits, symmetric, granularity, layer_group)
+        quantized = QuantizedLinear.from_linear(linear, bits, symmetric, granularity, layer_group, activations)
     except ValueError as error:
         raise ValueError(f"quantize: layer {name!r} ({linear!r}): {error}") from error
     replace_child(parent, linear, quantized)
