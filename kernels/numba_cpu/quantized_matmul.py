@@ -124,6 +124,14 @@ def _int8_weight_rows(x, x_sums, values, scales, zero_points, group_size: int, o
             out[m, n] = total
 
 
+@njit(cache=True, inline="always")
+def _nibbles(byte):
+    """The two signed int4 values of a packed byte, as int8: (low nibble, high nibble)."""
+    low = np.int8(byte << 4) >> 4  # the low nibble moved up to an int8's sign bit and back:
+    high = np.int8(byte) >> 4      # an arithmetic shift copies the sign bit, -8..7 come out
+    return low, high
+
+
 @njit(cache=True, fastmath=FLOAT_SUMS)
 def _int4_weight_rows(x_even, x_odd, x_sums, packed, scales, zero_points, group_size: int, out, first: int,
                       last: int):
@@ -139,9 +147,7 @@ def _int4_weight_rows(x_even, x_odd, x_sums, packed, scales, zero_points, group_
                 byte_group = packed[n, g * group_bytes:(g + 1) * group_bytes]
                 dot = np.float32(0)
                 for j in range(group_bytes):
-                    byte = byte_group[j]
-                    low = np.int8(byte << 4) >> 4  # the low nibble moved up to an int8's sign bit and back:
-                    high = np.int8(byte) >> 4      # an arithmetic shift copies the sign bit, -8..7 come out
+                    low, high = _nibbles(byte_group[j])
                     dot += even_group[j] * np.float32(low) + odd_group[j] * np.float32(high)
                 total += scales[r, g] * (dot - np.float32(zero_points[r, g]) * x_sums[m, g])
             out[m, n] = total
@@ -282,8 +288,7 @@ def _int4_int16_rows(x_even, x_odd, x_scale, x_sums, packed, scales, zero_points
                 byte_group = packed[n, g * group_bytes:(g + 1) * group_bytes]
                 exact = np.int32(0)
                 for j in range(group_bytes):
-                    byte = byte_group[j]
-                    low, high = np.int8(byte << 4) >> 4, np.int8(byte) >> 4  # as in _int4_weight_rows
+                    low, high = _nibbles(byte_group[j])
                     exact = np.int32(exact + np.int16(even_group[j]) * np.int16(low)
                                      + np.int16(odd_group[j]) * np.int16(high))
                 total += scales[r, g] * np.float32(exact - zero_points[r, g] * x_sums[m, g])
