@@ -21,6 +21,7 @@ from .recurrent_layers import GRU, LSTM, RNN
 from .rnn_cells import GRUCell, LSTMCell, RNNCell
 from .seq2seq_model import EncodedSource, Seq2SeqCache, Seq2SeqModel
 from .transformer_block import TransformerBlock
+from .transformer_encoder import TransformerEncoder
 from .transformer_seq2seq import TransformerEncoderDecoder
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "RecurrentLanguageModel", "BigramLanguageModel",
     "LanguageModel", "DecodingCache", "CrossAttention", "DecoderBlock", "AdditiveAttention", "Seq2SeqModel",
     "EncodedSource", "Seq2SeqCache", "TransformerEncoderDecoder", "RecurrentEncoderDecoder", "checkpoint",
+    "TransformerEncoder",
 ]
