@@ -92,7 +92,7 @@ def quantize(model: Module, bits: int = 8, symmetric: bool = True, granularity: 
     if isinstance(model, Linear):
         raise ValueError("quantize: the model is one Linear layer, which cannot replace itself in place; use "
                          "QuantizedLinear.from_linear(layer, ...)")
-    owners, parents, report = _owners(model), module_parents(model), QuantizationReport()
+    owners, parents, report = parameter_owners(model), module_parents(model), QuantizationReport()
     for name, module in list(model.named_modules()):
         for attribute, parameter in list(vars(module).items()):
             if not isinstance(parameter, Parameter):
@@ -140,7 +140,7 @@ def _fit_group_size(in_features: int, group_size: int, bits: int) -> int:
     return max(fits, default=in_features)
 
 
-def _owners(model: Module) -> dict:
+def parameter_owners(model: Module) -> dict:
     """id(parameter) -> every dotted name it is stored under, in named_modules order (two for a tied weight)."""
     owners = {}
     for name, module in model.named_modules():
