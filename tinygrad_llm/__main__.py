@@ -51,7 +51,7 @@ def _run_train(args) -> int:
         config = TrainConfig(**read_training_checkpoint(args.resume)[1]["train_config"])
     else:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    out_dir = args.out_dir or f"runs/{config.model}"
+    out_dir = args.out_dir or f"runs/{config.model if config.objective == 'causal' else config.objective}"
     guard, is_main = contextlib.nullcontext(), True
     if config.data_parallel:  # under mpiexec: a failing rank stops every rank; only rank 0 prints
         from .distributed import stop_job_on_failure, world_communicator
@@ -65,6 +65,8 @@ def _run_train(args) -> int:
                                    print_fn=print)
     if not is_main:
         return 0
+    if config.objective == "mlm":
+        return _report_masked_lm(run, config, out_dir)
     held_out = evaluate_language_model(run.model, run.val_ids, config.context_size, batch_size=config.batch_size)
     uniform = math.log(run.tokenizer.vocab_size)
     print(f"\nDone in {run.seconds:.1f} s ({run.tokens_per_s:,.0f} training tokens/s). Last estimate: train loss "
@@ -77,6 +79,33 @@ def _run_train(args) -> int:
         print(f"\n--- sample {i + 1} (temperature {args.temperature}) ---")
         _stream(run.model, run.tokenizer, prompt, args.sample_tokens, seed=config.seed + i,
                 temperature=args.temperature)
+    return 0
+
+
+def _report_masked_lm(run, config, out_dir) -> int:
+    """After `train --objective mlm`: masked-token accuracy on the validation split against the baselines, and
+    one window with its blanks filled in (a masked LM reads both sides; it does not continue text)."""
+    import numpy as np
+
+    from .data import IGNORE_INDEX
+    from .transfer.masked_accuracy import (bigram_accuracy, masked_accuracy, masked_predictions, masked_windows,
+                                           unigram_accuracy)
+
+    tokenizer = run.tokenizer
+    special_ids = tuple(tokenizer.special_tokens.values())
+    masked = masked_windows(run.val_ids, config.context_size, tokenizer.mask_id, tokenizer.vocab_size,
+                            seed=config.seed, rate=config.mask_rate, special_ids=special_ids)
+    print(f"\nDone in {run.seconds:.1f} s ({run.tokens_per_s:,.0f} training tokens/s). Last estimate: masked-token "
+          f"loss train {run.final['train_loss']:.4f}, val {run.final['val_loss']:.4f}.")
+    print(f"Masked-token accuracy on the validation split: {masked_accuracy(run.model, masked.inputs, masked.targets):.3f} "
+          f"(always the most frequent token: {unigram_accuracy(run.train_ids, masked.targets):.3f}; the likeliest "
+          f"token after the left neighbour: {bigram_accuracy(run.train_ids, masked.inputs, masked.targets, tokenizer.mask_id):.3f})"
+          f"\nCheckpoint: {run.checkpoint}  logs: {out_dir}  (put a task head on it with "
+          "tinygrad_llm.transfer.pretrained.from_pretrained(path, head=..., strict=False))")
+    window, predicted = masked.inputs[0], masked_predictions(run.model, masked.inputs[:1])[0]
+    shown = lambda ids: "".join("_" if i == tokenizer.mask_id else tokenizer.decode([i]) for i in ids)
+    filled = np.where(masked.targets[0] != IGNORE_INDEX, predicted, window)
+    print(f"\n--- a validation window, [MASK] shown as _ ---\n{shown(window)}\n--- filled in ---\n{shown(filled)}")
     return 0
 
 

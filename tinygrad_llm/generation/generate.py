@@ -37,6 +37,11 @@ def _last_logits(model, ids: np.ndarray, cache) -> np.ndarray:
 
 
 def _check_prompt(model, prompt_ids) -> np.ndarray:
+    if not callable(getattr(model, "check_ids", None)):
+        raise ValueError(f"generate: {type(model).__name__} is not a causal language model; generation continues text "
+                        "one next token at a time, which a model must have been trained to predict. A masked LM "
+                        "(train --objective mlm) reads both sides of each position: it fills in blanks, it cannot "
+                        "continue a prompt (put a task head on it with from_pretrained instead)")
     prompt = as_array_on(getattr(prompt_ids, "data", prompt_ids), "cpu")
     if prompt.ndim not in (1, 2) or prompt.shape[-1] == 0:
         raise ValueError(f"generate: prompt_ids must have shape (T,) or (batch, T) with T >= 1, got {prompt.shape}; "

@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from ..device import DEVICES
 
 MODEL_KINDS = ("bigram", "mlp", "rnn", "lstm", "gru", "gpt")
+OBJECTIVES = ("causal", "mlm")
 TOKENIZER_KINDS = ("char", "bpe")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 # What each field means; the command line shows these as --help, the config's repr stays short.
 FIELD_HELP = {
     "model": f"which model: {', '.join(MODEL_KINDS)}",
+    "objective": "'causal' (predict the next token) or 'mlm' (a bidirectional Transformer encoder predicts the 15%% "
+                 "of tokens that were masked, BERT's pretraining; uses the gpt sizes)",
+    "mask_rate": "mlm: the share of tokens selected for prediction (80%% of them become [MASK], 10%% a random token, "
+                 "10%% stay)",
     "corpus": "'embedded' (Python's own docs, offline), 'shakespeare' (downloaded once), 'zh-en', or a path",
     "tokenizer": "'char' (one token per character) or 'bpe' (byte-level BPE trained on the training split)",
     "bpe_merges": "merges to learn when tokenizer is 'bpe'",
@@ -53,6 +58,8 @@ FIELD_HELP = {
 @dataclass
 class TrainConfig:
     model: str = "gpt"
+    objective: str = "causal"
+    mask_rate: float = 0.15
     corpus: str = "embedded"
     tokenizer: str = "char"
     bpe_merges: int = 500
@@ -91,6 +98,13 @@ class TrainConfig:
             problems.append(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.model not in MODEL_KINDS:
             problems.append(f"model must be one of {MODEL_KINDS}, got {self.model!r}")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "mlm" and self.model != "gpt":
+            problems.append(f"objective 'mlm' trains a Transformer encoder (the gpt model's blocks without the causal "
+                            f"mask, the same size options): use --model gpt, got {self.model!r}")
+        if not 0 < self.mask_rate < 1:
+            problems.append(f"mask_rate must be in (0, 1), got {self.mask_rate}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision == "bf16" and self.device == "cuda":

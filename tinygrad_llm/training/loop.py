@@ -37,6 +37,7 @@ from .checkpoints import (TrainingState, check_same_run, read_training_checkpoin
 from .config import TrainConfig
 from .mixed_precision import mixed_precision_for
 from .model_factory import build_model
+from .objectives import Objective, build_objective, next_token
 from .run_log import write_logs
 from .text_data import TextData, prepare_text_data
 
@@ -74,16 +75,19 @@ def build_optimizer(model, config: TrainConfig):
 
 
 def language_model_loss(model, inputs, targets):
-    """Mean cross-entropy of every position's prediction against the next token: (B, T, V) vs (B, T)."""
+    """Mean cross-entropy of the model's predictions against the targets, (B, T, V) vs (B, T): the next token at
+    every position (causal), or the masked tokens only (mlm: the other targets are IGNORE_INDEX)."""
     return F.cross_entropy(model(inputs), targets)
 
 
-def estimate_loss(model, ids: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> float:
+def estimate_loss(model, ids: np.ndarray, config: TrainConfig, rng: np.random.Generator,
+                  objective: Objective = next_token) -> float:
     """Mean loss over `eval_batches` random windows, in eval mode (no dropout) and without a graph."""
     was_training = model.training
     model.eval()
     with no_grad():
-        losses = [language_model_loss(model, *random_windows(ids, config.context_size, config.batch_size, rng)).item()
+        losses = [language_model_loss(model, *objective(*random_windows(ids, config.context_size, config.batch_size,
+                                                                         rng), rng)).item()
                   for _ in range(config.eval_batches)]
     model.train(was_training)
     return float(np.mean(losses))
@@ -106,7 +110,7 @@ def micro_batch_backward(model, scaler, inputs, targets, divisor) -> float:
 
 
 def optimizer_step(model, master_weights, scaler, optimizer, scheduler, train_ids, config: TrainConfig, data_rng,
-                   data_parallel=None):
+                   data_parallel=None, objective: Objective = next_token):
     """One step: zero the gradients; forward/backward over grad_accum_steps micro-batches (gradients add up,
     of the scaled loss); the model's gradients into the master weights' (float32); unscale; clip; update the
     master weights unless a gradient overflowed; round them into the model; schedule.
@@ -119,7 +123,7 @@ def optimizer_step(model, master_weights, scaler, optimizer, scheduler, train_id
     loss_value = 0.0
     batches = data_parallel.micro_batches() if data_parallel else random_micro_batches(train_ids, config, data_rng)
     for inputs, targets, divisor in batches:
-        loss_value += micro_batch_backward(model, scaler, inputs, targets, divisor)
+        loss_value += micro_batch_backward(model, scaler, *objective(inputs, targets, data_rng), divisor)
     master_weights.copy_grads_to_master()
     if data_parallel:
         loss_value = data_parallel.average(master_weights.parameters(), loss_value)
@@ -137,14 +141,16 @@ def optimizer_step(model, master_weights, scaler, optimizer, scheduler, train_id
     return loss_value, float(grad_norm)
 
 
-def evaluation_record(model, data: TextData, config: TrainConfig, step: int, lr: float, grad_norm: float) -> dict:
+def evaluation_record(model, data: TextData, config: TrainConfig, step: int, lr: float, grad_norm: float,
+                      objective: Objective = next_token) -> dict:
     """Train and val loss estimated on windows drawn from a generator seeded by (seed, step): evaluating
     more or less often never changes the batches training sees."""
     return {
         "step": step,
         "tokens": step * config.tokens_per_step,
-        "train_loss": estimate_loss(model, data.train_ids, config, np.random.default_rng([config.seed, 2, step])),
-        "val_loss": estimate_loss(model, data.val_ids, config, np.random.default_rng([config.seed, 3, step])),
+        "train_loss": estimate_loss(model, data.train_ids, config, np.random.default_rng([config.seed, 2, step]),
+                                    objective),
+        "val_loss": estimate_loss(model, data.val_ids, config, np.random.default_rng([config.seed, 3, step]), objective),
         "lr": lr,
         "grad_norm": grad_norm,
     }
@@ -169,6 +175,7 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
     if data is None:
         data = prepare_text_data(config, Tokenizer.from_dict(saved[1]["tokenizer"]) if saved else None)
     model = build_model(config, data.tokenizer.vocab_size).to(config.device)
+    objective = build_objective(config, data.tokenizer)
     master_weights, scaler = mixed_precision_for(model, config.precision)
     optimizer, scheduler = build_optimizer(master_weights, config)
     data_rng = np.random.default_rng([config.seed, 1])
@@ -196,12 +203,12 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
         elif print_fn is not None:
             print_fn(line)
 
-    bar = tqdm(range(state.step + 1, last_step + 1), desc=f"train {config.model}", disable=not (progress and is_main),
+    bar = tqdm(range(state.step + 1, last_step + 1), desc=f"train {config.model if config.objective == 'causal' else config.objective}", disable=not (progress and is_main),
                mininterval=0.5, initial=state.step, total=config.steps)
     for step in bar:
         start = time.perf_counter()
         loss_value, grad_norm = optimizer_step(model, master_weights, scaler, optimizer, scheduler, data.train_ids,
-                                               config, data_rng, data_parallel)
+                                               config, data_rng, data_parallel, objective)
         train_seconds += time.perf_counter() - start
         state.step = step
         tokens_this_call += data_parallel.step_tokens if data_parallel else config.tokens_per_step
@@ -210,7 +217,7 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
         if step % config.eval_every and step != last_step:
             continue
 
-        record = evaluation_record(model, data, config, step, optimizer.param_groups[0]["lr"], grad_norm)
+        record = evaluation_record(model, data, config, step, optimizer.param_groups[0]["lr"], grad_norm, objective)
         record.update(tokens_per_s=tokens_per_s, train_seconds=train_seconds)
         if data_parallel:
             record["tokens"] = data_parallel.tokens_seen  # all ranks' tokens

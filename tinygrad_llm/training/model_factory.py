@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from .. import nn
+from ..transfer.masked_language_model import MaskedLanguageModel
 from .config import TrainConfig
 
 
 def build_model(config: TrainConfig, vocab_size: int) -> nn.LanguageModel:
     """The model a TrainConfig asks for, freshly initialised from the library's generator."""
+    if config.objective == "mlm":
+        return MaskedLanguageModel(vocab_size, context_size=config.context_size, embed_dim=config.embed_dim,
+                                   num_heads=config.num_heads, num_layers=config.num_layers, dropout=config.dropout,
+                                   tie_weights=config.tie_weights)
     if config.model == "bigram":
         return nn.BigramLanguageModel(vocab_size)
     if config.model == "mlp":
@@ -22,7 +27,7 @@ def build_model(config: TrainConfig, vocab_size: int) -> nn.LanguageModel:
 
 
 MODEL_CLASSES = {cls.__name__: cls for cls in (nn.BigramLanguageModel, nn.MLPLanguageModel,
-                                               nn.RecurrentLanguageModel, nn.GPT)}
+                                               nn.RecurrentLanguageModel, nn.GPT, MaskedLanguageModel)}
 
 
 def rebuild_model(class_name: str, model_config: dict) -> nn.LanguageModel:

@@ -54,6 +54,24 @@ def save_pretrained(model, path, tokenizer: Tokenizer | None = None):
     return save_checkpoint(path, _checkpoint_arrays(model), metadata)
 
 
+def _read_pretrained(path) -> tuple[dict, dict]:
+    """(arrays, metadata) in save_pretrained's layout, from a save_pretrained file or from the training
+    checkpoint of `python -m tinygrad_llm train --objective mlm` (a MaskedLanguageModel: its weights are the
+    base's and the MLM head's; the optimizer's state is left out)."""
+    arrays, metadata = load_checkpoint(path)
+    if metadata.get("format") == FORMAT:
+        return arrays, metadata
+    if metadata.get("model_class") == "MaskedLanguageModel":
+        config = dict(metadata["model_config"])
+        head = {"name": "masked_lm", "config": {"tie_weights": config.pop("tie_weights")}}
+        weights = {name[len("model."):]: value for name, value in arrays.items() if name.startswith("model.")}
+        return weights, {"base_class": "TransformerEncoder", "base_config": config, "head": head,
+                         "tokenizer": metadata.get("tokenizer")}
+    raise CheckpointError(f"from_pretrained: {path} was written neither by save_pretrained (format "
+                          f"{metadata.get('format')!r}, expected {FORMAT!r}) nor by `train --objective mlm` (model "
+                          f"{metadata.get('model_class')!r}); a causal GPT checkpoint is not a base model for these heads")
+
+
 def from_pretrained(path, head: str | None = None, strict: bool = True, **head_options):
     """(model in eval mode, LoadReport): the saved base model's weights, with `head` on top.
 
@@ -61,10 +79,7 @@ def from_pretrained(path, head: str | None = None, strict: bool = True, **head_o
     head for the base with **head_options; when it is the head the file was saved with, the saved options are
     the defaults, so the same model comes back whole.
     """
-    arrays, metadata = load_checkpoint(path)
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"from_pretrained: {path} was not written by save_pretrained (format "
-                              f"{metadata.get('format')!r}, expected {FORMAT!r})")
+    arrays, metadata = _read_pretrained(path)
     base = BASE_MODELS[metadata["base_class"]](**metadata["base_config"])
     saved_head = metadata["head"]
     if head is None:
