@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinygrad_llm.experiments import multilingual as experiment
-from tinygrad_llm.transfer.multilingual import (A_VOCAB_SIZE, ANCHOR_ORDER, NEGATORS, PAD, POSITIVE, WORD_ID, WORDS,
+from tinygrad_llm.transfer.multilingual import (A_VOCAB_SIZE, ANCHOR_ORDER, DIGITS, HIGH_RATINGS, INTENSIFIERS,
+                                                NEGATORS, PAD, POSITIVE, PUNCTUATION, RATING_POSITION, WORD_ID, WORDS,
                                                 Relabelling, anchor_ids, keyword_sentiment, review_corpus)
 
 pytestmark = pytest.mark.pretraining
@@ -53,9 +54,10 @@ def test_relabelling_errors_name_the_valid_ids():
         anchor_ids(len(ANCHOR_ORDER) + 1)
 
 
-def test_sentiment_words_are_never_anchors():
+def test_only_punctuation_and_rating_digits_are_ever_anchors():
     anchors = {ID_WORD[i] for i in anchor_ids(len(ANCHOR_ORDER))}
-    assert not anchors & set(POSITIVE + NEGATORS)
+    assert anchors == set(PUNCTUATION + DIGITS)
+    assert {ID_WORD[i] for i in anchor_ids(len(PUNCTUATION))} == set(PUNCTUATION)  # the mood-free anchors first
     assert len(WORDS) == len(set(WORDS))
 
 
@@ -76,16 +78,54 @@ def test_the_corpus_labels_follow_the_planted_rule_and_are_not_degenerate():
         review_corpus(5, 4, 0)
 
 
+@given(seed=st.integers(0, 2**16))
+def test_every_review_has_one_shape_so_only_its_words_carry_the_label(seed):
+    ids, _ = review_corpus(50, 16, seed)
+    optional = np.isin(ids, [WORD_ID[w] for w in NEGATORS + INTENSIFIERS])
+    assert ((ids != PAD).sum(axis=1) - optional.sum(axis=1) == 11).all()  # the rating and ten words, always
+    assert np.isin(ids[:, RATING_POSITION], [WORD_ID[d] for d in DIGITS]).all()
+    assert not np.isin(ids[:, RATING_POSITION + 1:], [WORD_ID[d] for d in DIGITS]).any()
+
+
+def test_the_rating_digit_follows_the_mood_that_colours_the_words():
+    ids, _ = review_corpus(2000, 16, 0)
+    high = np.isin(ids[:, RATING_POSITION], [WORD_ID[d] for d in HIGH_RATINGS])
+    has_positive = np.isin(ids, [WORD_ID[w] for w in POSITIVE]).any(axis=1)
+    assert has_positive[high].mean() > 0.8 and has_positive[~high].mean() < 0.2  # mood_strength 0.9 either way
+
+
+@given(seed=st.integers(0, 2**16), num_anchors=st.integers(0, len(ANCHOR_ORDER)))
+def test_labelled_reviews_show_the_mask_and_no_rating_in_either_language(seed, num_anchors):
+    ids, _ = review_corpus(20, 16, seed)
+    relabelling = Relabelling(A_VOCAB_SIZE, anchor_ids(num_anchors), seed)
+    mask_id = relabelling.joint_size
+    for text in (ids, relabelling.to_b(ids)):
+        hidden = experiment.hide_ratings(text, mask_id)
+        assert (hidden[:, RATING_POSITION] == mask_id).all()
+        np.testing.assert_array_equal(hidden[:, RATING_POSITION + 1:], text[:, RATING_POSITION + 1:])
+        assert not np.isin(hidden, relabelling.to_b([WORD_ID[d] for d in DIGITS])).any()
+        assert not np.isin(hidden, [WORD_ID[d] for d in DIGITS]).any()
+
+
+def test_transfer_run_names_the_valid_pretrainings():
+    with pytest.raises(ValueError, match="pretraining must be one of"):
+        experiment.transfer_run(8, "bilingual", {}, seed=0)
+
+
 @pytest.fixture(scope="module")
 def transfer_table():
     return experiment.cross_lingual_transfer(fast=True)
 
 
 def test_the_transfer_table_holds_one_sane_row_per_setting(transfer_table):
+    """Structure and sanity only: at this size the B accuracies do not separate robustly across seeds (see the
+    experiment's docstring), so no claim about transfer is asserted here."""
     runs = transfer_table["runs"]
-    assert {(r["num_anchors"], r["pretraining"]) for r in runs} == {(16, "joint"), (16, "none")}
+    assert [(r["num_anchors"], r["pretraining"]) for r in runs] == [
+        (0, "joint"), (len(ANCHOR_ORDER), "joint"), (len(ANCHOR_ORDER), "none")]
     for run in runs:
-        assert 0.0 <= run["accuracy_b"] <= 1.0 and 0.5 <= run["majority_b"] <= 1.0
-        assert run["accuracy_a"] > run["majority_b"] - 0.05, run  # it learned something on the language it saw
-    pretrained = next(r for r in runs if r["pretraining"] == "joint")
-    assert pretrained["final_mlm_loss"] < np.log(A_VOCAB_SIZE), pretrained  # better than a uniform guess over A
+        assert 0.0 <= run["accuracy_a"] <= 1.0 and 0.0 <= run["accuracy_b"] <= 1.0 and 0.5 <= run["majority_b"] <= 1.0
+        assert run["accuracy_a"] > run["majority_b"] - 0.05, run  # the probe is no worse than a constant guess
+        assert (run["final_mlm_loss"] is None) == (run["pretraining"] == "none")
+    for pretrained in runs[:2]:
+        assert pretrained["final_mlm_loss"] < np.log(A_VOCAB_SIZE), pretrained  # better than a uniform guess over A

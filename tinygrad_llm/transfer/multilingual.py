@@ -12,12 +12,18 @@ contexts together); the shared Transformer layers and positions are another, sin
 both languages. Without joint pretraining, B's embeddings are whatever initialisation left there.
 
 The task in A has a planted ground truth (keyword sentiment): a review is positive exactly when a positive
-adjective appears that is not directly negated ("not good" is not positive). The review generator gives each
-review a hidden mood that colours its verbs and adjectives, so positive and negative words have different
-company in text and a masked LM can tell them apart without labels.
+adjective appears that is not directly negated ("not good" is not positive). Each review has a hidden mood that
+colours its adjective and its verb and sets its rating digit, written first. The mood is what gives positive
+and negative words different company in text, and the rating digit is what tells the two groups apart: without
+it the text would look the same with every positive and negative word swapped, in A as in B, and nothing in B's
+text alone could say which of its word groups is the positive one.
 
-The model (tinygrad_llm/experiments/multilingual.py): a TransformerEncoder base, pretrained with a MaskedLMHead
-on mask_tokens' corruption, then fine-tuned with a SequenceClassificationHead that averages the hidden states.
+The anchors, in order: punctuation (shared, but saying nothing about the mood), then the rating digits (shared
+and tied to the mood). Everything else is renamed, function words included, so a function word never carries
+the label across.
+
+The experiment (tinygrad_llm/experiments/multilingual.py) pretrains a TransformerEncoder with a MaskedLMHead on
+mask_tokens' corruption, then fits a SequenceClassificationHead on the state at the rating slot, masked.
 """
 from __future__ import annotations
 
@@ -35,12 +41,15 @@ PRONOUNS = ("i", "we", "they")
 POSITIVE_VERBS = ("loved", "enjoyed", "liked")
 NEGATIVE_VERBS = ("hated", "regret", "avoided")
 PUNCTUATION = (".", "!", ",", ";")
-DIGITS = ("1", "2", "3", "4", "5")
-# The candidates for anchors, most language-neutral first: num_anchors=k shares the first k. Sentiment words and
-# negators are never anchors, so B's keywords are always new words.
-ANCHOR_ORDER = PUNCTUATION + DIGITS + DETERMINERS + PRONOUNS + COPULAS
+LOW_RATINGS, HIGH_RATINGS = ("1", "2"), ("4", "5")
+DIGITS = LOW_RATINGS + HIGH_RATINGS
+# The candidates for anchors: num_anchors=k shares the first k. Punctuation comes first because it says nothing
+# about the mood, then the rating digits, which do. Every other word (sentiment words, negators and function words
+# alike) is renamed in B, so no word that the labelled reviews contain is shared except punctuation.
+ANCHOR_ORDER = PUNCTUATION + DIGITS
 WORDS = (DETERMINERS + NOUNS + COPULAS + NEGATORS + INTENSIFIERS + POSITIVE + NEGATIVE + PRONOUNS + POSITIVE_VERBS
          + NEGATIVE_VERBS + PUNCTUATION + DIGITS)
+RATING_POSITION = 0  # every review opens with its rating digit
 PAD = 0  # id 0 pads every review to the window; the words of A are 1..len(WORDS)
 WORD_ID = {word: i + 1 for i, word in enumerate(WORDS)}
 A_VOCAB_SIZE = len(WORDS) + 1
@@ -82,7 +91,7 @@ class Relabelling:
 
 
 def anchor_ids(num_anchors: int) -> tuple[int, ...]:
-    """The ids of the first `num_anchors` words of ANCHOR_ORDER (punctuation, then digits, then function words)."""
+    """The ids of the first `num_anchors` words of ANCHOR_ORDER (punctuation, then the rating digits)."""
     if not 0 <= num_anchors <= len(ANCHOR_ORDER):
         raise ValueError(f"anchor_ids: num_anchors must be in 0..{len(ANCHOR_ORDER)}, got {num_anchors}")
     return tuple(WORD_ID[word] for word in ANCHOR_ORDER[:num_anchors])
@@ -92,35 +101,32 @@ def _pick(rng: np.random.Generator, words) -> str:
     return words[rng.integers(len(words))]
 
 
-def generate_review(rng: np.random.Generator, mood_strength: float = 0.8, negation_rate: float = 0.3) -> list[str]:
-    """One review in language A: a description clause, a second clause, and closing punctuation.
+def generate_review(rng: np.random.Generator, mood_strength: float = 0.9, negation_rate: float = 0.2) -> list[str]:
+    """One review in language A: its rating digit, then "the film was [not] [very] good , i loved the meal .".
 
-    A hidden mood (positive or negative, evenly) picks each adjective's and verb's polarity with probability
-    `mood_strength`; each adjective is negated with probability `negation_rate`. The mood is what makes
-    "good" and "great" keep the same company in text; the LABEL is not the mood, it is keyword_sentiment's rule.
-    Digits appear as ratings ("4 ."), with no link to the mood, so an anchor never gives the label away.
+    A hidden mood (positive or negative, evenly) picks the rating (4 or 5 for a positive mood, 1 or 2 for a
+    negative one) and the polarity of the adjective and of the verb, each equal to the mood with probability
+    `mood_strength`. The adjective is negated with probability `negation_rate`. The LABEL is not the mood, it is
+    keyword_sentiment's rule. Every review has the same shape, so its length and its function words say nothing
+    about the label.
+
+    Why the ratings: the words alone are symmetric. Swap every positive word with a negative one and the
+    distribution of reviews is unchanged, so no amount of unlabelled B text can tell which of B's two clusters
+    of words is the positive one. A rating digit written the same way in both languages breaks the tie.
     """
     mood = rng.random() < 0.5
 
-    def adjective_phrase():
-        positive = (rng.random() < mood_strength) == mood
-        phrase = [_pick(rng, NEGATORS)] if rng.random() < negation_rate else []
-        if rng.random() < 0.4:
-            phrase.append(_pick(rng, INTENSIFIERS))
-        return phrase + [_pick(rng, POSITIVE if positive else NEGATIVE)]
+    def polarity_matches_mood():
+        return (rng.random() < mood_strength) == mood
 
-    def verb_clause():
-        positive = (rng.random() < mood_strength) == mood
-        return [_pick(rng, PRONOUNS), _pick(rng, POSITIVE_VERBS if positive else NEGATIVE_VERBS),
-                _pick(rng, DETERMINERS), _pick(rng, NOUNS)]
-
-    review = [_pick(rng, DETERMINERS), _pick(rng, NOUNS), _pick(rng, COPULAS)] + adjective_phrase()
-    second = verb_clause() if rng.random() < 0.5 else [_pick(rng, DETERMINERS), _pick(rng, NOUNS),
-                                                      _pick(rng, COPULAS)] + adjective_phrase()
-    review += [_pick(rng, (",", ";"))] + second + [_pick(rng, (".", "!"))]
-    if rng.random() < 0.5:
-        review += [_pick(rng, DIGITS), "."]
-    return review
+    adjective = [_pick(rng, NEGATORS)] if rng.random() < negation_rate else []
+    if rng.random() < 0.4:
+        adjective.append(_pick(rng, INTENSIFIERS))
+    adjective.append(_pick(rng, POSITIVE if polarity_matches_mood() else NEGATIVE))
+    verb = _pick(rng, POSITIVE_VERBS if polarity_matches_mood() else NEGATIVE_VERBS)
+    return ([_pick(rng, HIGH_RATINGS if mood else LOW_RATINGS), _pick(rng, DETERMINERS), _pick(rng, NOUNS),
+             _pick(rng, COPULAS)] + adjective + [_pick(rng, (",", ";")), _pick(rng, PRONOUNS), verb,
+                                                 _pick(rng, DETERMINERS), _pick(rng, NOUNS), _pick(rng, (".", "!"))])
 
 
 def keyword_sentiment(words) -> int:
@@ -136,7 +142,11 @@ def keyword_sentiment(words) -> int:
 
 
 def review_corpus(n: int, context_size: int, rng: np.random.Generator | int | None = None):
-    """n reviews of language A as ids padded with PAD to `context_size`: (ids (n, T) int64, labels (n,) int64)."""
+    """n reviews of language A as ids padded with PAD to `context_size`: (ids (n, T) int64, labels (n,) int64).
+
+    Column 0 holds each review's rating digit (RATING_POSITION): unlabelled pretraining text keeps it, as reviews
+    on the web come with their stars; a labelled task hides it, or the digit alone would nearly give the label.
+    """
     rng = np.random.default_rng(rng)
     ids = np.full((n, context_size), PAD, dtype=np.int64)
     labels = np.empty(n, dtype=np.int64)
