@@ -62,9 +62,9 @@ def check(name: str, function: Callable) -> GradeResult:
     return result
 
 
-from . import (attention, compression, evaluation, inference, kernels, language_models, scaling,  # noqa: E402
-               seq2seq, tokenization)
+from . import (attention, compression, evaluation, inference, kernels, language_models, pretraining,  # noqa: E402
+               scaling, seq2seq, tokenization)
 
 for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, compression, scaling,
-                kernels):  # chapters 4-10, 15
+                pretraining, kernels):  # chapters 4-11, 15
     EXERCISES.update((exercise.name, exercise) for exercise in _module.EXERCISES)
