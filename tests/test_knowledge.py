@@ -10,23 +10,28 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from tinygrad_llm.experiments import knowledge as experiment
 from tinygrad_llm.random import manual_seed
 from tinygrad_llm.tensor import Tensor
 from tinygrad_llm.testing.gradcheck import gradcheck
-from tinygrad_llm.transfer.knowledge_graph import (RELATIONS, TransE, corrupt, filtered_ranks, inverse_triples,
-                                                   make_family_graph, margin_ranking_loss, ranking_metrics,
-                                                   split_triples)
+from tinygrad_llm.transfer.knowledge_graph import (RELATIONS, TransE, all_names, corrupt, filtered_ranks,
+                                                   inverse_triples, make_family_graph, margin_ranking_loss,
+                                                   ranking_metrics, split_triples)
 from tinygrad_llm.transfer.retrieval import BM25, EmbeddingRetriever, words
-from tinygrad_llm.transfer.retrieval_augmentation import (IGNORE, Question, edit_knowledge_base, encode_examples,
-                                                          fact_sentence, knowledge_base, prompt, qa_tokenizer,
-                                                          rename_people, split_people, training_examples)
+from tinygrad_llm.transfer.retrieval_augmentation import (IGNORE, READER_NAMES, Question, anonymise,
+                                                          edit_knowledge_base, encode_examples, fact_sentence,
+                                                          knowledge_base, prompt, qa_tokens, qa_vocabulary, split_people,
+                                                          training_examples)
+
+import broken_knowledge as broken
 
 pytestmark = pytest.mark.pretraining
 
+# The checks that also run on the broken classes report a failing example as drawn (shrinking it cost seconds).
+NO_SHRINKING = (Phase.explicit, Phase.reuse, Phase.generate)
 graphs = st.builds(make_family_graph, num_families=st.integers(1, 3), generations=st.integers(1, 3),
                    children=st.sampled_from([(1, 1), (1, 3), (2, 3)]), seed=st.integers(0, 10_000))
 
@@ -91,6 +96,24 @@ def test_transe_scores_are_translation_invariant(seed, norm, shift):
     np.testing.assert_allclose(model(triples).numpy(), before, atol=1e-4)
 
 
+def check_a_perfect_translation_scores_best(transe_class):
+    @settings(phases=NO_SHRINKING)
+    @given(st.integers(0, 10_000), st.sampled_from([1, 2]))
+    def check(seed, norm):
+        manual_seed(seed)
+        model = transe_class(6, len(RELATIONS), dim=4, norm=norm)
+        head, relation, tail = 0, seed % len(RELATIONS), 1
+        entities = model.entities.weight.data
+        entities[tail] = entities[head] + model.relations.weight.data[relation]
+        scores = model(np.array([[head, relation, t] for t in range(6)])).numpy()
+        assert scores[tail] == pytest.approx(0, abs=1e-5) and scores[tail] >= scores.max()
+    check()
+
+
+def test_a_perfect_translation_scores_best():
+    check_a_perfect_translation_scores_best(TransE)
+
+
 @given(st.lists(st.floats(-10, 10), min_size=1, max_size=20), st.floats(0.1, 5), st.floats(0, 5))
 def test_margin_loss_is_zero_once_positives_win_by_the_margin(positives, margin, gap):
     positive = np.array(positives)
@@ -141,14 +164,18 @@ def test_a_model_that_scores_everything_alike_gets_the_worst_rank():
 
 
 # ------------------------------------------------------------------------------------------------ BM25
-def test_bm25_matches_a_hand_computed_score():
+def check_bm25_matches_a_hand_computed_score(bm25_class):
     documents = ["the cat sat", "the dog sat on the mat", "a cat and a dog"]
     k1, b = 1.5, 0.75
     idf = math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))  # 'cat' and 'sat' are each in 2 of the 3 documents
     average_length = (3 + 6 + 5) / 3
     one_occurrence = (k1 + 1) / (1 + k1 * (1 - b + b * 3 / average_length))  # f = 1 in the 3-word document
     expected = 2 * idf * one_occurrence
-    assert BM25(documents, k1, b).scores("cat sat")[0] == pytest.approx(expected)
+    assert bm25_class(documents, k1, b).scores("cat sat")[0] == pytest.approx(expected)
+
+
+def test_bm25_matches_a_hand_computed_score():
+    check_bm25_matches_a_hand_computed_score(BM25)
 
 
 @given(st.floats(0.1, 3), st.floats(0, 1), st.integers(2, 12))
@@ -161,12 +188,31 @@ def test_bm25_grows_with_term_frequency_and_saturates(k1, b, length):
     assert (scores < bm25.idf["x"] * (k1 + 1)).all()
 
 
-@given(st.floats(0.1, 3), st.floats(0.05, 1), st.integers(1, 10))
-def test_bm25_penalises_length_by_b(k1, b, padding):
-    documents = ["x", "x" + " y" * padding, "z"]
-    short, long = BM25(documents, k1, b).scores("x")[:2]
-    assert short > long
-    assert BM25(documents, k1, b=0.0).scores("x")[0] == pytest.approx(BM25(documents, k1, b=0.0).scores("x")[1])
+def check_bm25_penalises_length_by_b(bm25_class):
+    @settings(phases=NO_SHRINKING)
+    @given(st.floats(0.1, 3), st.floats(0.05, 1), st.integers(1, 10))
+    def check(k1, b, padding):
+        documents = ["x", "x" + " y" * padding, "z"]
+        short, long = bm25_class(documents, k1, b).scores("x")[:2]
+        assert short > long
+        unpenalised = bm25_class(documents, k1, b=0.0).scores("x")
+        assert unpenalised[0] == pytest.approx(unpenalised[1])
+    check()
+
+
+def test_bm25_penalises_length_by_b():
+    check_bm25_penalises_length_by_b(BM25)
+
+
+@pytest.mark.broken
+@pytest.mark.parametrize("check, broken_class", [
+    (check_bm25_penalises_length_by_b, broken.BM25WithoutLengthNormalisation),
+    (check_bm25_matches_a_hand_computed_score, broken.BM25WithoutLengthNormalisation),
+    (check_a_perfect_translation_scores_best, broken.TransEThatSubtractsTheRelation),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_the_checks_catch_the_broken_retriever_and_transe(check, broken_class):
+    with pytest.raises(Exception):  # hypothesis may group several distinct failures
+        check(broken_class)
 
 
 word_lists = st.lists(st.sampled_from(["ann", "bob", "mother", "father", "of", "is", "the", "cat", "sat"]),
@@ -218,26 +264,38 @@ def test_an_edit_changes_exactly_the_edited_answers_and_people_split_cleanly():
 
 
 def test_only_the_answer_is_a_target():
-    tokenizer = qa_tokenizer()
-    question = Question("mother", "bob")
-    text = prompt([fact_sentence(question, "ann")], question)
-    assert text == "facts: the mother of bob is ann. question: who is the mother of bob? answer: "
-    inputs, targets = encode_examples(tokenizer, [text], ["ann"], length=len(text) + 8)
-    assert tokenizer.decode(targets[targets != IGNORE]) == "ann."
-    assert tokenizer.decode(inputs[0, :len(text) + 3]) == text + "ann"
+    vocabulary = qa_vocabulary()
+    asker, answer = READER_NAMES[:2]
+    question = Question("mother", asker)
+    text = prompt([fact_sentence(question, answer)], question)
+    assert text == f"facts: the mother of {asker} is {answer}. question: who is the mother of {asker}? answer: "
+    inputs, targets = encode_examples(vocabulary, [text], [answer], length=32)
+    assert vocabulary.decode(targets[targets != IGNORE]) == [answer, "."]
+    assert qa_tokens("of bob is ann.") == ["of", "bob", "is", "ann", "."]
+    assert vocabulary.decode(inputs[0]) == qa_tokens(text) + [answer]
+    with pytest.raises(ValueError, match="encode_examples: example 0 has 22 tokens"):
+        encode_examples(vocabulary, [text], [answer], length=16)
 
 
-@given(st.integers(0, 10_000))
-def test_renaming_is_a_consistent_one_to_one_relabelling(seed):
+@given(st.integers(0, 10_000), st.integers(1, 5))
+def test_anonymising_is_a_consistent_one_to_one_relabelling_into_the_reader_names(seed, num_facts):
     kb = knowledge_base(make_family_graph(num_families=1, seed=seed))
     question = next(iter(kb))
-    original = [prompt([fact_sentence(q, a) for q, a in list(kb.items())[:3]], question), kb[question]]
-    renamed = rename_people(original, np.random.default_rng(seed))
+    original = [prompt([fact_sentence(q, a) for q, a in list(kb.items())[:num_facts]], question), kb[question]]
+    renamed = anonymise(original, np.random.default_rng(seed))
     pairs = set(zip(" ".join(original).split(), " ".join(renamed).split()))
     mapping = dict(pairs)
     assert len(mapping) == len(pairs)  # each word has one image
     assert len(set(mapping.values())) == len(mapping)  # distinct names stay distinct
-    assert all(old == new for old, new in pairs if len(old.strip(".?:")) != 3)  # only the names change
+    names = set(all_names())
+    assert all(old == new for old, new in pairs if old.strip(".?:") not in names)  # only the names change
+    assert {new.strip(".?:") for old, new in pairs if old.strip(".?:") in names} <= set(READER_NAMES)
+
+
+def test_an_episode_with_more_names_than_the_reader_knows_is_a_clear_error():
+    too_many = " ".join(make_family_graph(num_families=3, seed=0).names[:len(READER_NAMES) + 1])
+    with pytest.raises(ValueError, match="anonymise: more than 16 distinct names"):
+        anonymise([too_many], np.random.default_rng(0))
 
 
 def test_every_training_answer_is_in_its_context_unless_closed_book():
@@ -263,13 +321,18 @@ def test_transe_beats_random_embeddings(results):
     assert transe["trained"]["hits_at_10"] > transe["random"]["hits_at_10"]
 
 
-def test_retrievers_find_the_fact_and_closed_book_cannot_answer_unseen_people(results):
-    """The fast reader is too short-trained to copy (that claim needs the full run); its pipeline is checked:
-    the table is complete, the retrievers put the true fact in the context, and without facts the answers about
-    people never asked about in training are (nearly) never right."""
+def test_retrieved_facts_answer_questions_about_unseen_people_even_after_the_knowledge_changes(results):
+    """One reader, never retrained: on people it was never asked about, retrieved facts lift exact match far
+    above the closed-book guess (about 1 in 15 with anonymised names), the true fact does at least as well as
+    either retriever, and after every test answer is edited the retrieved context yields the NEW answers, while
+    the old ones are gone. Measured over seeds 0, 1, 2: closed book 4-9%, BM25 87-91%, embedding 69-91%,
+    oracle 100%, old answers after the edit 0% with retrieval."""
     rag = results["rag"]
-    assert set(rag["accuracy"]) == set(rag["recall_at_k"]) == {"before edit", "after edit"}
     for moment, accuracy in rag["accuracy"].items():
         assert set(accuracy) == {"none", "bm25", "embedding", "oracle"}
-        assert all(0 <= a <= 1 for a in accuracy.values()) and accuracy["none"] <= 0.05
-        assert rag["recall_at_k"][moment]["bm25"] >= 0.9 and rag["recall_at_k"][moment]["embedding"] >= 0.8
+        assert accuracy["none"] <= 0.25
+        for retriever in ("bm25", "embedding"):
+            assert accuracy[retriever] >= accuracy["none"] + 0.4, (moment, retriever, accuracy)
+            assert accuracy[retriever] >= rag["recall_at_k"][moment][retriever] - 0.1  # it reads what it is given
+        assert accuracy["oracle"] >= max(0.9, accuracy["bm25"], accuracy["embedding"])
+    assert rag["gives_old_answer_after_edit"]["bm25"] <= 0.05 and rag["gives_old_answer_after_edit"]["oracle"] <= 0.05

@@ -11,9 +11,11 @@ knowledge base is edited (every test answer changes), the retrievers re-index th
 model, untouched, is measured again. Also reported: how often each retriever's top k holds the true fact
 (recall@k), and after the edit how often the model still gives the old answer.
 
-Every function returns plain numbers; `fast=True` is the CI size. The fast reader (60 steps) only checks the
-pipeline: it has not yet learned to copy from its context (measured: 0% exact match everywhere at 150 steps), so
-the retrieval claims need the full run.
+Every function returns plain numbers; `fast=True` is the CI size. The fast reader sees k = 1 fact per prompt
+(it only has to copy a name); measured over seeds 0-2 (`knowledge_experiment(fast=True, seed=s)`): closed book
+4-9% (chance), BM25 87-91% and embedding 69-91% (each equal to its retriever's recall@1), oracle 100%, and
+after the edit the same figures for the new answers with 0% old answers. With k = 2 (the reader must pick the
+matching fact) the same reader reached about 40% at 400 steps: the full run (k = 2, 1500 steps) is for that.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from ..random import manual_seed
 from ..transfer.knowledge_graph import (RELATIONS, TransE, filtered_ranks, make_family_graph, ranking_metrics,
                                         split_triples, train_transe)
 from ..transfer.retrieval import BM25, EmbeddingRetriever
-from ..transfer.retrieval_augmentation import (context_with_answer, edit_knowledge_base, encode_examples,
-                                               exact_match, fact_sentence, knowledge_base, prompt, qa_tokenizer,
+from ..transfer.retrieval_augmentation import (anonymise, context_with_answer, edit_knowledge_base, encode_examples,
+                                               exact_match, fact_sentence, knowledge_base, prompt, qa_tokens, qa_vocabulary,
                                                split_people, train_reader, training_examples)
 
 CONDITIONS = ("none", "bm25", "embedding", "oracle")
@@ -62,30 +64,37 @@ def contexts(kb: dict, questions, k: int, seed: int) -> tuple[dict, dict]:
     return facts, recall
 
 
-def retrieval_augmentation(fast: bool = True, seed: int = 0, k: int = 2) -> dict:
-    """Accuracy of one trained reader under each condition, before and after the knowledge base is edited."""
-    graph = make_family_graph(num_families=2 if fast else 8, generations=3, seed=seed)
+def retrieval_augmentation(fast: bool = True, seed: int = 0, k: int | None = None, **reader_settings) -> dict:
+    """Accuracy of one trained reader under each condition, before and after the knowledge base is edited.
+    k facts per prompt: 1 in the fast mode (the reader only has to copy), 2 in the full run (it has to pick)."""
+    k = k if k is not None else (1 if fast else 2)
+    graph = make_family_graph(num_families=4 if fast else 8, generations=3, seed=seed)
     kb = knowledge_base(graph)
     train_questions, test_questions = split_people(kb, held_out_fraction=0.25, seed=seed)
-    tokenizer = qa_tokenizer()
-    prompts, answers = training_examples(kb, train_questions, k, closed_book_fraction=0.1, seed=seed)
-    length = max(len(p) + len(a) for p, a in zip(prompts, answers)) + 1
-    settings = dict(steps=60 if fast else 1500, embed_dim=32 if fast else 64, num_layers=2, num_heads=4, batch_size=32,
-                    lr=3e-3)
-    model = train_reader(*encode_examples(tokenizer, prompts, answers, length), tokenizer.vocab_size, seed=seed,
+    tokenizer = qa_vocabulary()
+    prompts, answers = training_examples(kb, train_questions, k, closed_book_fraction=0.1,
+                                         renamings=8 if fast else 32, seed=seed)
+    length = max(len(qa_tokens(p + a)) for p, a in zip(prompts, answers))
+    settings = dict(steps=200 if fast else 1500, embed_dim=64, num_layers=2, num_heads=4, batch_size=32, lr=3e-3)
+    settings.update(reader_settings)
+    model = train_reader(*encode_examples(tokenizer, prompts, answers, length), tokenizer.size, seed=seed,
                          **settings)
     edited = edit_knowledge_base(kb, test_questions, seed=seed)
     accuracy, recall, old_answer = {}, {}, {}
     for moment, current in (("before edit", kb), ("after edit", edited)):
         facts, recall[moment] = contexts(current, test_questions, k, seed)
         accuracy[moment], old_answer[moment] = {}, {}
+        rng = np.random.default_rng([seed, 4])
         for condition in CONDITIONS:
-            texts = [prompt(f, q) for f, q in zip(facts[condition], test_questions)]
-            inputs, targets = encode_examples(tokenizer, texts, [current[q] for q in test_questions], length)
-            accuracy[moment][condition] = float(exact_match(model, inputs, targets).mean())
+            texts, answers, old_answers = zip(*[anonymise([prompt(f, q), current[q], kb[q]], rng)
+                                                for f, q in zip(facts[condition], test_questions)])
+
+            def score(expected):
+                return float(exact_match(model, *encode_examples(tokenizer, texts, expected, length)).mean())
+
+            accuracy[moment][condition] = score(answers)
             if moment == "after edit":
-                inputs, targets = encode_examples(tokenizer, texts, [kb[q] for q in test_questions], length)
-                old_answer[moment][condition] = float(exact_match(model, inputs, targets).mean())
+                old_answer[moment][condition] = score(old_answers)
     return {"train_questions": len(train_questions), "test_questions": len(test_questions), "k": k,
             "settings": settings, "accuracy": accuracy, "recall_at_k": recall,
             "gives_old_answer_after_edit": old_answer["after edit"]}

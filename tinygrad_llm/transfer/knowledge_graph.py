@@ -23,6 +23,7 @@ the mean reciprocal rank (MRR) and Hits@10, against the same model with its rand
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -43,10 +44,12 @@ NORMS = (1, 2)
 _CONSONANTS, _VOWELS = "bcdfghjklmnprstvz", "aeiou"
 
 
-def all_names() -> list[str]:
+@functools.cache
+def all_names() -> tuple[str, ...]:
     """Every consonant-vowel-consonant name ('bab' .. 'zuz'): 1445 three-letter names, all the same length,
-    so sentences about different people line up character by character."""
-    return ["".join(letters) for letters in itertools.product(_CONSONANTS, _VOWELS, _CONSONANTS)]
+    so sentences about different people line up character by character. Built once (a tuple, so shared
+    safely)."""
+    return tuple("".join(letters) for letters in itertools.product(_CONSONANTS, _VOWELS, _CONSONANTS))
 
 
 @dataclass(frozen=True)
