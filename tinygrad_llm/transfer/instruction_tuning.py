@@ -3,12 +3,14 @@
 A base language model continues whatever it is given. Instruction tuning is ordinary next-token training on
 examples written in one fixed format, here
 
-    <|bos|>Q: reverse abc
+    <|bos|>Q: flip abc
     A: cba<|eos|>
 
 so that, given "Q: ...\\nA: ", the likeliest continuation is the answer followed by <|eos|> (the model learns
-to stop). The tasks are synthetic with planted, checkable answers (reverse a word, uppercase it, add two
-digits), so "did it follow the instruction?" is an exact string comparison.
+to stop). The tasks are synthetic with planted, checkable answers (copy a word, flip it, write it in capitals),
+so "did it follow the instruction?" is an exact string comparison. They are sized for a tiny GPT: every task
+name has four letters and every word three, so each letter of the word always sits at the same position, and
+each answer letter is one fixed lookup (which position, and whether to capitalise) that the task name selects.
 
 Loss on the response only. Every example is split into the prompt (bos, "Q: <request>\\nA: ") and the response
 ("<answer><|eos|>"), and only the response tokens are targets; the prompt is read but never predicted. Why:
@@ -30,10 +32,10 @@ from ..data.padding import pad_batch
 from ..generation.generate import generate
 from ..nn import functional as F
 
-TASKS = ("reverse", "upper", "add")
+TASKS = ("copy", "flip", "caps")  # one length: the word starts at the same position whatever the task
 WORD_LETTERS = "abcdefgh"
 WORD_LENGTH = 3
-INSTRUCTION_ALPHABET = "\n +:0123456789QA" + "".join(TASKS) + WORD_LETTERS + WORD_LETTERS.upper()
+INSTRUCTION_ALPHABET = "\n :QA" + "".join(TASKS) + WORD_LETTERS + WORD_LETTERS.upper()
 IGNORE_INDEX = -100
 
 
@@ -50,25 +52,19 @@ def instruction_tokenizer(extra_text: str = "") -> CharTokenizer:
 
 def answer(task: str, argument: str) -> str:
     """The planted ground truth of one request."""
-    if task == "reverse":
+    if task == "copy":
+        return argument
+    if task == "flip":
         return argument[::-1]
-    if task == "upper":
+    if task == "caps":
         return argument.upper()
-    if task == "add":
-        left, right = argument.split("+")
-        return str(int(left) + int(right))
     raise ValueError(f"answer: task must be one of {TASKS}, got {task!r}")
 
 
 def random_request(rng: np.random.Generator, tasks=TASKS) -> tuple[str, str]:
-    """(prompt, correct response) for one random request: a word of WORD_LENGTH letters for reverse and upper,
-    two digits for add. One length per task keeps every answer character at a fixed distance from the letter
-    it copies, which a small model learns in a few hundred steps."""
+    """(prompt, correct response) for one random request: a task and a word of WORD_LENGTH letters."""
     task = tasks[rng.integers(len(tasks))]
-    if task == "add":
-        argument = f"{rng.integers(10)}+{rng.integers(10)}"
-    else:
-        argument = "".join(rng.choice(list(WORD_LETTERS), size=WORD_LENGTH))
+    argument = "".join(rng.choice(list(WORD_LETTERS), size=WORD_LENGTH))
     return f"{task} {argument}", answer(task, argument)
 
 
