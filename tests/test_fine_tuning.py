@@ -1,6 +1,7 @@
 """Fine-tuning a pretrained masked LM (Q27, M48): parameters outside the trainable set stay bit-identical, a new
-head loaded with strict=False is the only thing from_pretrained leaves fresh, and the experiment's fast mode
-returns its three tables with sane numbers."""
+head loaded with strict=False is the only thing from_pretrained leaves fresh, the rating-slot probe of what a
+base learned is symmetric, and the experiment's fast mode returns its tables with sane numbers (a frozen trunk
+forgets nothing, a large learning rate forgets much more than a tiny one)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,11 +9,11 @@ from hypothesis import strategies as st
 
 import tinygrad_llm as tgl
 from tinygrad_llm.experiments.fine_tuning import (TRAINABLE, fine_tune, fine_tuning_experiment, labelled_reviews,
-                                                   trainable_parameters)
-from tinygrad_llm.experiments.masked_lm import VOCAB_SIZE, build_masked_lm, masked_lm_config
+                                                   rating_slot_accuracy, trainable_parameters)
+from tinygrad_llm.experiments.masked_lm import MASK_ID, VOCAB_SIZE, build_masked_lm, masked_lm_config, review_texts
 from tinygrad_llm.nn import TransformerEncoder
 from tinygrad_llm.transfer.heads import ModelWithHead, SequenceClassificationHead
-from tinygrad_llm.transfer.multilingual import PAD, RATING_POSITION
+from tinygrad_llm.transfer.multilingual import HIGH_RATINGS, LOW_RATINGS, RATING_POSITION, WORD_ID
 from tinygrad_llm.transfer.pretrained import from_pretrained, save_pretrained
 
 pytestmark = pytest.mark.pretraining
@@ -51,10 +52,25 @@ def test_top_block_trains_the_last_block_final_norm_and_head_only():
         trainable_parameters(classifier, "bottom_block")
 
 
-def test_labelled_reviews_hide_the_rating_digit():
+def test_labelled_reviews_mask_the_rating_digit():
     ids, labels = labelled_reviews(50, 0)
-    assert (ids[:, RATING_POSITION] == PAD).all()
+    assert (ids[:, RATING_POSITION] == MASK_ID).all()
     assert set(np.unique(labels)) <= {0, 1}
+
+
+@given(st.integers(0, 2**16))
+@settings(max_examples=4, deadline=None)
+def test_rating_slot_accuracy_flips_when_every_rating_changes_kind(seed):
+    """The probe masks the digit, so its guesses do not depend on it: turning every high rating into a low one
+    and back must turn its accuracy a into 1 - a (0.5 is what a base that learned no mood scores on average)."""
+    tgl.manual_seed(seed)
+    masked_lm = build_masked_lm(masked_lm_config(fast=True, seed=seed))
+    texts = review_texts(40, seed)
+    swap = {WORD_ID[high]: WORD_ID[low] for high, low in zip(HIGH_RATINGS, LOW_RATINGS)}
+    swap.update({low: high for high, low in swap.items()})
+    swapped = texts.copy()
+    swapped[:, RATING_POSITION] = [swap[digit] for digit in texts[:, RATING_POSITION]]
+    assert rating_slot_accuracy(masked_lm, swapped) == pytest.approx(1 - rating_slot_accuracy(masked_lm, texts))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +96,11 @@ def test_fine_tuning_experiment_tables_are_complete_and_sane(experiment):
     assert [cell["lr"] for cell in sweep] == [1e-5, 1e-2]
     assert [cell["trainable"] for cell in frozen] == ["frozen", "top_block"]
     for cell in curve + sweep + frozen:
-        assert 0 <= cell["accuracy"] <= 1 and np.isfinite(cell["mlm_loss"])
+        assert 0 <= cell["accuracy"] <= 1
+    for cell in sweep + frozen:
+        assert np.isfinite(cell["mlm_loss"])
+    assert all(cell["lr"] == 1e-2 and 0 <= cell["val_accuracy"] <= 1 for cell in curve)
+    assert 0 <= experiment["rating_slot_accuracy"] <= 1 and 0.5 <= experiment["majority"] <= 1
     # a tiny learning rate barely moves the base; a large one forgets much more of the masked-LM objective (M48)
     assert sweep[1]["forgetting"] > sweep[0]["forgetting"] + 0.5
     # a frozen trunk keeps the pretrained base exactly, so its masked-LM loss is the pretrained one
