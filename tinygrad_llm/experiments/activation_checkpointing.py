@@ -41,18 +41,22 @@ FULL_SHAPE = dict(vocab_size=65, context_size=64, embed_dim=128, num_heads=4)
 FAST_SHAPE = dict(vocab_size=65, context_size=16, embed_dim=32, num_heads=4)
 
 
-def peak_memory(step) -> int:
-    """Bytes of the highest point of memory allocated by step() and not yet freed (tracemalloc), on its second
-    call: the first compiles kernels and fills caches that later steps reuse."""
+def peak_memory(step, repeats: int = 3) -> int:
+    """Bytes of the highest point of memory allocated by step() and not yet freed (tracemalloc), on warm calls
+    (the first compiles kernels and fills caches that later steps reuse). The smallest of `repeats` readings:
+    what disturbs one reading (garbage that the cyclic collector happened not to free yet, a buffer allocated by
+    other work in the process) only ever adds bytes, so the minimum is the step's own need."""
     step()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        step()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak
+    peaks = []
+    for _ in range(repeats):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            step()
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    return min(peaks)
 
 
 def _model(shape: dict, num_layers: int, checkpoint_blocks: bool, seed: int) -> GPT:
