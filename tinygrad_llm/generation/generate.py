@@ -1,12 +1,12 @@
 """Autoregressive generation: predict one token, append it, predict the next from the longer text.
 
-One forward pass over a prompt is NOT a continuation (CURRICULUM M20): its logits at position t guess token
+One forward pass over a prompt is NOT a continuation (M20): its logits at position t guess token
 t + 1 of the prompt itself, which is already known. Only the loop below extends the text, and each step
 depends on the token chosen at the step before, so the steps cannot run in parallel.
 
     ids = generate(model, prompt_ids, max_new_tokens=50, temperature=0.8, top_k=40, seed=0)
 
-Two ways to run the loop give the same tokens (CURRICULUM Q21):
+Two ways to run the loop give the same tokens (Q21):
 
 - use_cache=True: the prompt is read once into model.new_cache(batch); afterwards each new token is fed
   alone and the model reuses what it stored (keys and values, an RNN's hidden state). Per token the work
