@@ -248,17 +248,17 @@ def value_mass(model: AttentionRetriever, length: int, distance: int, seed: int)
     return float(model.last_query_weights(ids)[:, :, length - 1 - distance].mean())
 
 
-def retrieval_vs_rnn(fast: bool = True, seed: int = 0) -> dict:
+def retrieval_vs_rnn(fast: bool = True, seed: int = 0, steps: int | None = None) -> dict:
     """Q10: train a 1-layer attention model and a tanh RNN (about 20k parameters each) on the retrieval task
     at every distance k (Adam, lr 3e-3, fresh batches); report held-out accuracy, the attention mass on the
     value, and the step at which each solved the task (99% over 20 batches), where the run stops.
 
     Fast (CI): T = 64, k in {4, 16, 48}, batch 16; full: T = 128, k in {5, 15, 40, 120}, batch 32; up to 400
-    steps. Also returns, for the largest k, the last position's attention over 4 held-out sequences (for the
-    attention-map plot).
+    steps (`steps` overrides it). Also returns, for the largest k, the last position's attention over 4 held-out
+    sequences (for the attention-map plot).
     """
     size = _retrieval_size(fast)
-    length, steps, batch_size = size["length"], size["steps"], size["batch_size"]
+    length, steps, batch_size = size["length"], steps or size["steps"], size["batch_size"]
     result = {"length": length, "distances": size["distances"], "steps": steps, "batch_size": batch_size,
               "chance": 1 / NUM_VALUES, "lr": RETRIEVAL_LR, "attention": {}, "rnn": {}}
     for kind, make in (("attention", AttentionRetriever), ("rnn", RNNRetriever)):
@@ -404,7 +404,8 @@ def _copy_weights(model: CopyModel, ids: np.ndarray, scaled: bool) -> np.ndarray
     return attention_probabilities(q * scale, k, causal=True)[:, 0]
 
 
-def copy_task_scaling(fast: bool = True, seed: int = 0, *, unscaled_attention: type, head_dim: int = 256) -> dict:
+def copy_task_scaling(fast: bool = True, seed: int = 0, *, unscaled_attention: type, head_dim: int = 256,
+                      steps: int | None = None) -> dict:
     """Q11 / M26: train the copy task at d_k = 256 with the library's attention and with `unscaled_attention`
     (the same layer without 1/sqrt(d_k), tests/broken_transformer.AttentionWithoutScaling).
 
@@ -412,9 +413,10 @@ def copy_task_scaling(fast: bool = True, seed: int = 0, *, unscaled_attention: t
     both), loss and accuracy curves, the step at which it solved the task (99% over 20 batches; None if not
     within the budget), and the attention map of one held-out string after training.
     Fast: strings of 16 (length 31), up to 150 steps, batch 16. Full: strings of 32 (length 63), up to 400
-    steps, batch 32.
+    steps, batch 32. `steps` overrides the number of steps.
     """
-    half, steps, batch_size = (16, 150, 16) if fast else (32, 400, 32)
+    half, default_steps, batch_size = (16, 150, 16) if fast else (32, 400, 32)
+    steps = steps or default_steps
     length = 2 * half - 1
     example, _ = copy_batch(1, half, np.random.default_rng([seed, 9]))
     result = {"head_dim": head_dim, "half": half, "length": length, "steps": steps, "batch_size": batch_size,
@@ -434,15 +436,17 @@ def copy_task_scaling(fast: bool = True, seed: int = 0, *, unscaled_attention: t
     return result
 
 
-def head_split(fast: bool = True, seed: int = 0, *, wrong_split: type, num_heads: int = 4) -> dict:
+def head_split(fast: bool = True, seed: int = 0, *, wrong_split: type, num_heads: int = 4,
+               steps: int | None = None) -> dict:
     """Q11 experiment B / M27: the Q10 task with 4-head attention, heads split correctly (B, H, T, D) and with
     `wrong_split` (tests/broken_transformer.AttentionWithHeadsSplitAcrossTokens: reshape to (B*T, H, D), so
     the softmax runs over the heads of one token and no token sees another). Same initial weights.
 
-    Fast: T = 64, k = 16, batch 16; full: T = 128, k = 60, batch 32; up to 400 steps (a run stops once solved).
+    Fast: T = 64, k = 16, batch 16; full: T = 128, k = 60, batch 32; up to 400 steps (a run stops once solved;
+    `steps` overrides the limit).
     """
     size = _retrieval_size(fast)
-    length, steps, batch_size = size["length"], size["steps"], size["batch_size"]
+    length, steps, batch_size = size["length"], steps or size["steps"], size["batch_size"]
     distance = 16 if fast else 60
     result = {"length": length, "distance": distance, "steps": steps, "num_heads": num_heads,
               "chance": 1 / NUM_VALUES, "runs": {}}
@@ -620,7 +624,7 @@ def sentence_validity(ids: np.ndarray) -> dict:
             "examples": [" ".join(s) + " ." for s in sentences if s][:4]}
 
 
-def causal_mask_contrast(fast: bool = True, seed: int = 0) -> dict:
+def causal_mask_contrast(fast: bool = True, seed: int = 0, steps: int | None = None) -> dict:
     """Q12 / M28: the same GPT trained on the grammar twice, once causal (a decoder) and once with
     BidirectionalAttention (no causal mask, an encoder's attention used for next-token prediction).
 
@@ -631,9 +635,9 @@ def causal_mask_contrast(fast: bool = True, seed: int = 0) -> dict:
     the NEXT word (0 for a causal model by construction).
     The GPTs (context 16, d = 32, one block, 2 heads) use rotary positions: "read the next token" is then a
     fixed relative offset, which the unmasked model finds within the fast budget (with learned positions it
-    took about 300 steps). Adam, lr 1e-2, batch 32; fast: 150 steps, full: 400.
+    took about 300 steps). Adam, lr 1e-2, batch 32; fast: 150 steps, full: 400 (`steps` overrides it).
     """
-    steps = 150 if fast else 400
+    steps = steps or (150 if fast else 400)
     context, batch_size = 16, 32
     rng = np.random.default_rng([seed, 11])
     train_ids, val_ids = grammar_stream(2000, rng), grammar_stream(200, rng)
@@ -658,17 +662,19 @@ def causal_mask_contrast(fast: bool = True, seed: int = 0) -> dict:
 
 
 # ================================================================================================ Q13: long inputs
-def length_generalisation(fast: bool = True, seed: int = 0, kinds: tuple = ("learned", "sinusoidal", "rope")) -> dict:
+def length_generalisation(fast: bool = True, seed: int = 0, kinds: tuple = ("learned", "sinusoidal", "rope"),
+                          steps: int | None = None) -> dict:
     """Q13: character GPTs (2 layers, 4 heads) with a 128-position context trained on windows of 64 only
     (learned positions: rows 65-128 never receive a gradient), then scored at every position of held-out
     windows of 128. Same data, initial seed and steps for every position kind in `kinds`.
 
     Per kind: the mean loss at positions 1-64 and 65-128 and the whole per-position curve. Adam, lr 3e-3,
     batch 16. Fast: 20 kB of text, d = 32, 400 steps, 8 evaluation windows; full: 100 kB, d = 64, 500 steps, 32.
+    `steps` overrides the number of steps.
     """
     train_length, eval_length = 64, 128
-    size = (dict(max_chars=20_000, embed_dim=32, steps=400, windows=8) if fast else
-            dict(max_chars=100_000, embed_dim=64, steps=500, windows=32))
+    size = (dict(max_chars=20_000, embed_dim=32, steps=steps or 400, windows=8) if fast else
+            dict(max_chars=100_000, embed_dim=64, steps=steps or 500, windows=32))
     config = TrainConfig(model="gpt", max_chars=size["max_chars"], context_size=train_length, seed=seed)
     data = prepare_text_data(config)
     vocab = data.tokenizer.vocab_size

@@ -134,16 +134,18 @@ def build_bottleneck_model(name: str, vocab_size: int, max_length: int, width: i
                                    attention=name == "GRU + attention")
 
 
-def bottleneck(fast: bool = True, seed: int = 0, models=BOTTLENECK_MODELS) -> dict:
+def bottleneck(fast: bool = True, seed: int = 0, models=BOTTLENECK_MODELS, steps: int | None = None) -> dict:
     """Reverse digit strings: train on lengths 3..10 (full: 5..20), test exact match at 3..14 (full: 5..40).
 
-    Every model gets the same steps, batch, learning rate and width. The Transformer's learned positions are
-    built for the longest TEST length, so it runs there; but the rows for positions beyond the training lengths
-    never received a gradient, and what it does there is measured, not assumed.
+    Every model gets the same steps (400, full 1000; `steps` overrides it), batch, learning rate and width. The
+    Transformer's learned positions are built for the longest TEST length, so it runs there; but the rows for
+    positions beyond the training lengths never received a gradient, and what it does there is measured, not assumed.
     """
-    size = (dict(train=(3, 10), test=(3, 14), steps=400, batch_size=32, lr=3e-3, width=32, layers=2, per_length=30)
+    size = (dict(train=(3, 10), test=(3, 14), steps=steps or 400, batch_size=32, lr=3e-3, width=32, layers=2,
+                 per_length=30)
             if fast else
-            dict(train=(5, 20), test=(5, 40), steps=1000, batch_size=32, lr=3e-3, width=32, layers=2, per_length=40))
+            dict(train=(5, 20), test=(5, 40), steps=steps or 1000, batch_size=32, lr=3e-3, width=32, layers=2,
+                 per_length=40))
     task = make_task("reverse")
     test_lengths = list(range(size["test"][0], size["test"][1] + 1))
     held_out = held_out_by_length(task, test_lengths, size["per_length"], seed)
@@ -273,15 +275,16 @@ def build_leak_model(variant: str, vocab_size: int, length: int, width: int, lay
     raise ValueError(f"build_leak_model: unknown variant {variant!r}; choose one of {LEAK_VARIANTS}")
 
 
-def label_leak(fast: bool = True, seed: int = 0) -> dict:
+def label_leak(fast: bool = True, seed: int = 0, steps: int | None = None) -> dict:
     """Q15: (a) the encoder-decoder, (b) encoder layers fed the shifted target, (c) encoder layers fed the source,
-    on reversal and on "duplicate each token", all strings of one length (8; full 12).
+    on reversal and on "duplicate each token", all strings of one length (8; full 12), 500 steps each (full 800;
+    `steps` overrides it).
 
     Each stack gets as many layers as the encoder-decoder has in all (1 + 1 -> 2). Reported per variant and task:
     teacher-forced token accuracy and loss, free-running (greedy) exact match and token accuracy.
     """
-    size = (dict(length=8, width=32, layers=1, steps=500, batch_size=32, lr=3e-3, held_out=200) if fast else
-            dict(length=12, width=32, layers=1, steps=800, batch_size=32, lr=3e-3, held_out=300))
+    size = (dict(length=8, width=32, layers=1, steps=steps or 500, batch_size=32, lr=3e-3, held_out=200) if fast else
+            dict(length=12, width=32, layers=1, steps=steps or 800, batch_size=32, lr=3e-3, held_out=300))
     runs = [(LEAK_VARIANTS[0], "reverse"), (LEAK_VARIANTS[0], "duplicate"), (LEAK_VARIANTS[1], "reverse"),
             (LEAK_VARIANTS[2], "reverse"), (LEAK_VARIANTS[2], "duplicate")]
     length = size["length"]
@@ -340,12 +343,15 @@ def compare_searches(model, task: Seq2SeqTask, examples, widths=(1, 2, 4, 8)) ->
             "teacher_forced_token_accuracy": evaluate_seq2seq(model, examples, task.vocabulary)["token_accuracy"]}
 
 
-def decoding_comparison(fast: bool = True, seed: int = 0, widths=(1, 2, 4, 8)) -> dict:
+def decoding_comparison(fast: bool = True, seed: int = 0, widths=(1, 2, 4, 8), steps: int | None = None) -> dict:
     """Train a Transformer on toy translation (A -> B) and run `compare_searches` on the held-out sources at several
-    checkpoints: early on, while the model is still unsure, and at the end, when it may be confidently right."""
-    size = (dict(lengths=(1, 1), steps=500, eval_every=100, batch_size=32, lr=3e-3, width=64, layers=1, held_out=150)
+    checkpoints: early on, while the model is still unsure, and at the end, when it may be confidently right.
+    500 steps with a checkpoint every 100 (full: 1000, every 200); `steps` overrides the number of steps."""
+    size = (dict(lengths=(1, 1), steps=steps or 500, eval_every=100, batch_size=32, lr=3e-3, width=64, layers=1,
+                 held_out=150)
             if fast else
-            dict(lengths=(1, 2), steps=1000, eval_every=200, batch_size=32, lr=3e-3, width=64, layers=1, held_out=400))
+            dict(lengths=(1, 2), steps=steps or 1000, eval_every=200, batch_size=32, lr=3e-3, width=64, layers=1,
+                 held_out=400))
     task = make_task("translation")
     low, high = size["lengths"]
     held_out = held_out_by_length(task, range(low, high + 1), size["held_out"] // (high - low + 1), seed)
@@ -445,15 +451,17 @@ class QuestionOnlyEncoderDecoder(TransformerEncoderDecoder):
         return super().encode(source, padding | before_question)
 
 
-def knowledge_table(fast: bool = True, seed: int = 0) -> dict:
+def knowledge_table(fast: bool = True, seed: int = 0, steps: int | None = None) -> dict:
     """Q16: the same Transformer encoder-decoder with the table as encoder input tokens, and blind to it.
 
     The question-only model can do no better than guess among the values (1 / num_values); the model that reads
     the table can look the answer up. Reported: held-out exact match of both, and chance (the entity in the reply
     is copied from the question, so the question-only model's exact match is its value accuracy).
+    600 steps each (full 1500; `steps` overrides it).
     """
-    size = (dict(entities=4, values=8, steps=600, batch_size=32, lr=5e-3, width=32, layers=1, held_out=300) if fast else
-            dict(entities=4, values=8, steps=1500, batch_size=32, lr=5e-3, width=32, layers=1, held_out=500))
+    size = (dict(entities=4, values=8, steps=steps or 600, batch_size=32, lr=5e-3, width=32, layers=1, held_out=300)
+            if fast else
+            dict(entities=4, values=8, steps=steps or 1500, batch_size=32, lr=5e-3, width=32, layers=1, held_out=500))
     task = KnowledgeTableTask(size["entities"], size["values"])
     length = size["entities"]
     held_out = held_out_by_length(task, [length], size["held_out"], seed)
