@@ -198,3 +198,13 @@ def test_masked_lm_experiment_uses_context_and_the_ablation_copies():
     assert at_mask["masked_lm"] > at_mask["bigram"] + 0.03
     # M47: scored at every position, the model answers a replaced token with the token it sees
     assert by_corruption["every_position"]["copied_replacement"] > by_corruption["masked_lm"]["copied_replacement"] + 0.3
+
+
+def test_pretraining_reports_every_step_and_overrides_the_step_count():
+    from tinygrad_llm.experiments.masked_lm import masked_lm_config, pretrain_masked_lm, review_texts
+
+    config = masked_lm_config(fast=True, steps=3)
+    seen = []
+    model = pretrain_masked_lm(config, review_texts(8, seed=0), after_step=lambda step, m: seen.append((step, m)))
+    assert config.steps == 3 and config.warmup_steps == 0
+    assert [step for step, _ in seen] == [1, 2, 3] and all(m is model for _, m in seen)
