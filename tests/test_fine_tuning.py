@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_llm as tgl
-from tinygrad_llm.experiments.fine_tuning import (TRAINABLE, fine_tune, fine_tuning_experiment, labelled_reviews,
-                                                   rating_slot_accuracy, trainable_parameters)
+from tinygrad_llm.experiments.fine_tuning import (TRAINABLE, FineTuningSetup, fine_tune, fine_tuning_experiment,
+                                                   labelled_reviews, rating_slot_accuracy, trainable_parameters)
 from tinygrad_llm.experiments.masked_lm import MASK_ID, VOCAB_SIZE, build_masked_lm, masked_lm_config, review_texts
 from tinygrad_llm.nn import TransformerEncoder
 from tinygrad_llm.transfer.heads import ModelWithHead, SequenceClassificationHead
@@ -71,6 +71,19 @@ def test_rating_slot_accuracy_flips_when_every_rating_changes_kind(seed):
     swapped = texts.copy()
     swapped[:, RATING_POSITION] = [swap[digit] for digit in texts[:, RATING_POSITION]]
     assert rating_slot_accuracy(masked_lm, swapped) == pytest.approx(1 - rating_slot_accuracy(masked_lm, texts))
+
+
+def test_a_setup_cell_starts_from_the_same_weights_whatever_ran_before(tmp_path):
+    """The fresh head (and the from-scratch base) are drawn after manual_seed(seed): a cell's result must not
+    depend on how many random numbers earlier cells used."""
+    setup = FineTuningSetup(tmp_path, fast=True, seed=3, pretraining_steps=2, fine_tuning_steps=2)
+    assert setup.pretraining_config.steps == 2 and setup.steps == 2
+    for pretrained in (True, False):
+        first = setup.classifier(pretrained).state_dict()
+        tgl.manual_seed(12345)  # what an unrelated cell might do in between
+        second = setup.classifier(pretrained).state_dict()
+        assert all(np.array_equal(first[name], second[name]) for name in first)
+    assert setup.run(32, lr=1e-2) == setup.run(32, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
