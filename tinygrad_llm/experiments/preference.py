@@ -22,7 +22,11 @@ the policy drifts further from the reference (and loses a few greedy answers) th
 learning rate (1e-3, seed 0) the beta 0.1 run drifted so far that most greedy answers broke; hence DPO's small
 learning rate.
 DPO cannot add accuracy here: the reference already answers most requests, and a pair only says which of two
-answers is better, not what the right one is.
+answers is better, not what the right one is. The full mode (seed 0) shows the same, larger: held-out accuracy
+0 -> 1.00 after instruction tuning; DPO preference accuracy 0.97 (beta 0.1) and 1.00 (beta 1), with the greedy
+answers falling to 0.48 at beta 0.1 and 0.95 at beta 1. REINFORCE's reward reaches ~1 within ~15 steps, and the
+samples (returned before and after) show how: the policy writes nothing but the rewarded character, since no
+KL penalty ties it to the text it was trained on.
 
 Every function returns plain numbers; `fast=True` is the CI size.
 """
@@ -40,8 +44,8 @@ from ..random import manual_seed
 from ..training import TrainConfig, prepare_text_data, train_language_model
 from ..transfer.dpo import dpo_step, evaluate_dpo, frozen_reference, preference_batch
 from ..transfer.instruction_tuning import (WORD_LETTERS, build_example, collate, instruction_dataset,
-                                           instruction_loss, instruction_tokenizer, response_accuracy)
-from ..transfer.reinforce import MovingAverageBaseline, reinforce_step
+                                           instruction_loss, instruction_tokenizer, respond, response_accuracy)
+from ..transfer.reinforce import MovingAverageBaseline, reinforce_step, sample_completions
 
 REWARDED_CHARACTER = "e"
 
@@ -155,20 +159,30 @@ def train_reinforce(policy, tokenizer, steps: int, num_samples: int, max_new_tok
             for _ in range(steps)]
 
 
-def preference_tuning(fast: bool = True, seed: int = 0, betas=(0.1, 1.0)) -> dict:
+def reinforce_samples(policy, tokenizer, seed: int, count: int = 4) -> list[str]:
+    """A few completions of the REINFORCE prompt drawn from `policy`, as text: what the reward has made of it."""
+    ids, mask = sample_completions(policy, tokenizer.encode("\n"), count, 8, np.random.default_rng([seed, 6]))
+    return [tokenizer.decode(row[mask[0]]) for row in ids]
+
+
+def preference_tuning(fast: bool = True, seed: int = 0, betas=(0.1, 1.0), sizes: dict | None = None) -> dict:
     """The whole pipeline (module docstring); every figure is measured in this call. DPO runs once per beta,
-    each from the same instruction-tuned model."""
+    each from the same instruction-tuned model. sizes: overrides of the stage sizes (pairs, held_out,
+    sft_steps, dpo_steps, rl_steps), e.g. a smaller run than the fast one."""
     config = base_config(fast, seed)
     manual_seed(seed)
     base, tokenizer = pretrain_base(config)
-    sizes = dict(pairs=2000 if fast else 5000, held_out=100 if fast else 300, sft_steps=300 if fast else 1000,
-                 dpo_steps=30 if fast else 200, rl_steps=20 if fast else 100)
+    sizes = {**dict(pairs=2000 if fast else 5000, held_out=100 if fast else 300, sft_steps=300 if fast else 600,
+                    dpo_steps=30 if fast else 200, rl_steps=20 if fast else 50), **(sizes or {})}
     train_pairs, held_out = train_and_held_out_requests(sizes["pairs"], sizes["held_out"], seed)
 
     tuned = copy.deepcopy(base)  # instruction-tuned from here on; the base itself goes to REINFORCE
     accuracy_before = response_accuracy(tuned, tokenizer, held_out)
+    example_prompts = [prompt for prompt, _ in held_out[:3]]
+    answers_before = respond(tuned, tokenizer, example_prompts)
     sft_losses = instruction_tune(tuned, tokenizer, train_pairs, sizes["sft_steps"], 32, 3e-3, seed)
     accuracy_after = response_accuracy(tuned, tokenizer, held_out)
+    examples = list(zip(example_prompts, answers_before, respond(tuned, tokenizer, example_prompts)))
 
     train_triples, held_out_triples = preference_triples(train_pairs, seed), preference_triples(held_out, seed + 1)
     dpo = {}
@@ -179,14 +193,17 @@ def preference_tuning(fast: bool = True, seed: int = 0, betas=(0.1, 1.0)) -> dic
         dpo[beta] = {**run, "accuracy_before": accuracy_after, "accuracy_after": response_accuracy(policy, tokenizer,
                                                                                                    held_out)}
 
+    samples_before = reinforce_samples(base, tokenizer, seed)
     rewards = train_reinforce(base, tokenizer, sizes["rl_steps"], 16, 8, 1e-3, seed)
     window = max(1, len(rewards) // 5)
     return {
         "instruction_tuning": {"accuracy_before": accuracy_before, "accuracy_after": accuracy_after,
                                "first_loss": sft_losses[0], "last_loss": float(np.mean(sft_losses[-10:])),
-                               "train_pairs": len(train_pairs), "held_out_pairs": len(held_out)},
+                               "train_pairs": len(train_pairs), "held_out_pairs": len(held_out),
+                               "steps": sizes["sft_steps"], "examples": examples},
         "dpo": dpo,
         "reinforce": {"rewards": rewards, "first_mean_reward": float(np.mean(rewards[:window])),
-                      "last_mean_reward": float(np.mean(rewards[-window:])), "character": REWARDED_CHARACTER},
+                      "last_mean_reward": float(np.mean(rewards[-window:])), "character": REWARDED_CHARACTER,
+                      "samples_before": samples_before, "samples_after": reinforce_samples(base, tokenizer, seed)},
         "base_config": asdict(config),
     }
