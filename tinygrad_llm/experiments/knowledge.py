@@ -2,7 +2,8 @@
 
 transe_vs_random: TransE trained on a synthetic family graph ranks the tails of held-out facts (whose inverse
 it saw) far better than the same embeddings before training: filtered MRR and Hits@10, overall and per
-relation.
+relation. Symmetric relations (sibling_of, spouse_of) are its weak spot: a + w = b and b + w = a push w to 0
+and a onto b, so the person asked about outscores the answer (reported per relation) and MRR stays near 1/2.
 
 retrieval_augmentation: a small character GPT learns to answer "who is the mother of bob?" from facts in its
 context. On people it never saw a question about, its exact-match accuracy is measured with no facts, with
@@ -11,11 +12,14 @@ knowledge base is edited (every test answer changes), the retrievers re-index th
 model, untouched, is measured again. Also reported: how often each retriever's top k holds the true fact
 (recall@k), and after the edit how often the model still gives the old answer.
 
-Every function returns plain numbers; `fast=True` is the CI size. The fast reader sees k = 1 fact per prompt
-(it only has to copy a name); measured over seeds 0-2 (`knowledge_experiment(fast=True, seed=s)`): closed book
-4-9% (chance), BM25 87-91% and embedding 69-91% (each equal to its retriever's recall@1), oracle 100%, and
-after the edit the same figures for the new answers with 0% old answers. With k = 2 (the reader must pick the
-matching fact) the same reader reached about 40% at 400 steps: the full run (k = 2, 1500 steps) is for that.
+Every function returns plain numbers; `fast=True` is the CI size. The reader sees k = 1 fact per prompt, so it
+only has to copy the name that ends the fact (always at the same place: one attention layer can do it, which is
+what the fast reader has). Measured over seeds 0-2 (`knowledge_experiment(fast=True, seed=s)`, one layer): closed
+book 3-9% (chance), BM25 82-91% and embedding 63-91% (about its retriever's recall@1), oracle 97-100%, and after
+the edit the same picture for the new answers with 0-2% old answers. With k = 2 the reader must pick the fact that
+matches the question; the full-size two-layer reader trained for 1500 steps did not learn to (measured, seed 0:
+BM25 58%, oracle 49% with recall@2 100%, i.e. it copies one of the two names at random), at about 6 minutes on
+a busy 2-core machine, so k = 2 is an option here, not the default.
 """
 from __future__ import annotations
 
@@ -42,11 +46,15 @@ def transe_vs_random(fast: bool = True, seed: int = 0) -> dict:
     manual_seed(seed)  # the trained model's own starting point
     random_model = TransE(graph.num_entities, graph.num_relations, settings["dim"], settings["norm"])
     ranks = filtered_ranks(model, test, triples)
-    per_relation = {name: ranking_metrics(ranks[test[:, 1] == r])["mrr"]
-                    for r, name in enumerate(RELATIONS) if (test[:, 1] == r).any()}
+    rows = np.arange(len(test))
+    scores = model.tail_scores(test[:, 0], test[:, 1])
+    head_wins = scores[rows, test[:, 0]] > scores[rows, test[:, 2]]  # the person asked about beats the answer
+    relations = [(r, name) for r, name in enumerate(RELATIONS) if (test[:, 1] == r).any()]
     return {"entities": graph.num_entities, "train_triples": len(train), "test_triples": len(test),
             "settings": settings, "trained": ranking_metrics(ranks),
-            "random": ranking_metrics(filtered_ranks(random_model, test, triples)), "trained_mrr_by_relation": per_relation}
+            "random": ranking_metrics(filtered_ranks(random_model, test, triples)),
+            "trained_mrr_by_relation": {name: ranking_metrics(ranks[test[:, 1] == r])["mrr"] for r, name in relations},
+            "head_outscores_tail_by_relation": {name: float(head_wins[test[:, 1] == r].mean()) for r, name in relations}}
 
 
 def contexts(kb: dict, questions, k: int, seed: int) -> tuple[dict, dict]:
@@ -64,10 +72,10 @@ def contexts(kb: dict, questions, k: int, seed: int) -> tuple[dict, dict]:
     return facts, recall
 
 
-def retrieval_augmentation(fast: bool = True, seed: int = 0, k: int | None = None, **reader_settings) -> dict:
+def retrieval_augmentation(fast: bool = True, seed: int = 0, k: int = 1, **reader_settings) -> dict:
     """Accuracy of one trained reader under each condition, before and after the knowledge base is edited.
-    k facts per prompt: 1 in the fast mode (the reader only has to copy), 2 in the full run (it has to pick)."""
-    k = k if k is not None else (1 if fast else 2)
+    k facts per prompt (k = 1: the reader copies; k > 1: it must also pick, see the module's docstring);
+    reader_settings override train_reader's (steps, num_layers, ...)."""
     graph = make_family_graph(num_families=4 if fast else 8, generations=3, seed=seed)
     kb = knowledge_base(graph)
     train_questions, test_questions = split_people(kb, held_out_fraction=0.25, seed=seed)
@@ -75,7 +83,8 @@ def retrieval_augmentation(fast: bool = True, seed: int = 0, k: int | None = Non
     prompts, answers = training_examples(kb, train_questions, k, closed_book_fraction=0.1,
                                          renamings=8 if fast else 32, seed=seed)
     length = max(len(qa_tokens(p + a)) for p, a in zip(prompts, answers))
-    settings = dict(steps=200 if fast else 1500, embed_dim=64, num_layers=2, num_heads=4, batch_size=32, lr=3e-3)
+    settings = dict(steps=200 if fast else 600, embed_dim=64, num_layers=1 if fast else 2, num_heads=4, batch_size=32,
+                    lr=3e-3)
     settings.update(reader_settings)
     model = train_reader(*encode_examples(tokenizer, prompts, answers, length), tokenizer.size, seed=seed,
                          **settings)
