@@ -112,6 +112,13 @@ def test_transfer_run_names_the_valid_pretrainings():
         experiment.transfer_run(8, "bilingual", {}, seed=0)
 
 
+def test_transfer_sizes_override_only_known_sizes():
+    assert experiment.transfer_sizes(True, pretrain_steps=7)["pretrain_steps"] == 7
+    assert experiment.transfer_sizes(False)["pretrain_steps"] > experiment.transfer_sizes(True)["pretrain_steps"]
+    with pytest.raises(ValueError, match="transfer_sizes: unknown sizes \\['steps'\\]"):
+        experiment.transfer_sizes(True, steps=7)
+
+
 @pytest.fixture(scope="module")
 def transfer_table():
     return experiment.cross_lingual_transfer(fast=True)

@@ -1,5 +1,6 @@
 """Chapter 11 experiment (Q30): zero-shot cross-lingual transfer to a relabelled language.
 
+    transfer_sizes(fast)           the sizes of one run (CI or full), any of them overridable
     cross_lingual_transfer(fast)   fine-tune on language A's labels only, test on language B, with 0 anchors,
                                    punctuation only, and punctuation + rating digits shared; with joint (A + B)
                                    masked-LM pretraining, with pretraining on A only, and with none
@@ -129,18 +130,29 @@ def transfer_run(num_anchors: int, pretraining: str, sizes: dict, seed: int = 0)
             "final_mlm_loss": float(np.mean(losses[-20:])) if losses else None}
 
 
+def transfer_sizes(fast: bool = True, **overrides) -> dict:
+    """The sizes transfer_run takes: the CI size (fast) or the full one (more text, 800 pretraining steps),
+    with any key replaced by `overrides`."""
+    sizes = dict(pretrain_texts=1000, labelled=500, test=500, embed_dim=32, num_layers=1, pretrain_steps=300,
+                 pretrain_lr=3e-3, mask_rate=0.3, fine_tune_steps=150, fine_tune_lr=1e-2, batch_size=64)
+    if not fast:
+        sizes.update(pretrain_texts=2000, pretrain_steps=800)
+    unknown = set(overrides) - set(sizes)
+    if unknown:
+        raise ValueError(f"transfer_sizes: unknown sizes {sorted(unknown)}; the sizes are {sorted(sizes)}")
+    return {**sizes, **overrides}
+
+
 def cross_lingual_transfer(fast: bool = True, seed: int = 0, anchor_counts=None, pretrainings=None) -> dict:
     """B accuracy against the number of anchors, for joint pretraining, A-only pretraining and none.
 
     The fast mode (CI) runs joint pretraining with no anchors and with all of them, and no pretraining; the
     full mode runs every anchor count of ANCHOR_COUNTS with all three pretrainings, on more text.
     """
-    sizes = dict(pretrain_texts=1000, labelled=500, test=500, embed_dim=32, num_layers=1, pretrain_steps=300,
-                 pretrain_lr=3e-3, mask_rate=0.3, fine_tune_steps=150, fine_tune_lr=1e-2, batch_size=64)
+    sizes = transfer_sizes(fast)
     if fast:
         cells = [(0, "joint"), (len(ANCHOR_ORDER), "joint"), (len(ANCHOR_ORDER), "none")]
     else:
-        sizes.update(pretrain_texts=2000, pretrain_steps=800)
         cells = [(k, pretraining) for k in ANCHOR_COUNTS for pretraining in PRETRAINING]
     if anchor_counts is not None or pretrainings is not None:
         cells = [(k, pretraining) for k in (anchor_counts or ANCHOR_COUNTS)

@@ -43,14 +43,16 @@ def train_fusion_model(model: Module, data: MultimodalXOR, steps: int, batch_siz
     return losses
 
 
-def fusion_comparison(fast: bool = True, seeds=None, models=None, dim: int = 16, hidden: int = 32) -> dict:
+def fusion_comparison(fast: bool = True, seeds=None, models=None, dim: int = 16, hidden: int = 32,
+                      num_train: int | None = None, steps: int | None = None) -> dict:
     """Train each fusion model on the same pairs with the same initialisation seed and minibatch order.
 
-    fast: 2,000 training pairs, 400 steps, one seed; full: 8,000 pairs, 1,500 steps, seeds 0, 1, 2.
-    Test accuracy is on 2,000 fresh pairs. Per model: test_accuracy (the mean over seeds), test_accuracies
-    (one per seed), train_accuracy (mean), num_parameters and final_loss (mean of the last 20 steps, mean
-    over seeds)."""
-    num_train, steps = (2000, 400) if fast else (8000, 1500)
+    fast: 2,000 training pairs, 400 steps, one seed; full: 8,000 pairs, 1,500 steps, seeds 0, 1, 2
+    (`num_train` and `steps` override either). Test accuracy is on 2,000 fresh pairs. Per model:
+    test_accuracy (the mean over seeds), test_accuracies (one per seed), train_accuracy (mean),
+    num_parameters and final_loss (mean of the last 20 steps, mean over seeds)."""
+    default_train, default_steps = (2000, 400) if fast else (8000, 1500)
+    num_train, steps = num_train or default_train, steps or default_steps
     seeds = list(seeds if seeds is not None else ([0] if fast else [0, 1, 2]))
     models = list(models if models is not None else FUSION_MODELS)
     results = {name: {"test_accuracies": [], "train_accuracies": [], "final_losses": []} for name in models}
