@@ -7,6 +7,7 @@ list/tuple of Modules. So `self.fc = Linear(4, 8)` is all it takes to register `
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import count
 
 import numpy as np
 
@@ -14,14 +15,72 @@ from ..device import as_array_on, check_device, is_cuda_array, to_device
 from .parameter import Parameter
 
 
+_hook_keys = count()  # a unique key per registered hook, so one function can be registered twice
+
+
+class HookHandle:
+    """What register_forward_hook returns: `.remove()` takes the hook off again; as a context manager
+    (`with layer.register_forward_hook(fn):`) it is removed when the block ends, even on an error."""
+
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()
+
+
 class Module:
     training: bool = True
+    # Class-level defaults: a module without hooks pays two empty-dict checks per call. Registering a hook
+    # gives the instance its own dicts (insertion-ordered: hooks run in the order they were added).
+    _forward_pre_hooks: dict = {}
+    _forward_hooks: dict = {}
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        """Run forward, with any hooks around it. Models call their layers as `layer(x)`, never
+        `layer.forward(x)`, so a hook on any layer sees every call."""
+        if self._forward_pre_hooks:
+            for hook in list(self._forward_pre_hooks.values()):  # a copy: a hook may remove itself
+                replacement = hook(self, args)
+                if replacement is not None:
+                    args = replacement if isinstance(replacement, tuple) else (replacement,)
+        output = self.forward(*args, **kwargs)
+        if self._forward_hooks:
+            for hook in list(self._forward_hooks.values()):
+                replacement = hook(self, args, output)
+                if replacement is not None:
+                    output = replacement
+        return output
+
+    # ------------------------------------------------------------ hooks
+    def register_forward_hook(self, hook) -> HookHandle:
+        """hook(module, args, output) runs after every forward; if it returns something other than None,
+        that replaces the output (what the next layer receives). Reading activations and patching them
+        both go through this. args are the positional inputs (keyword arguments are not passed)."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def register_forward_pre_hook(self, hook) -> HookHandle:
+        """hook(module, args) runs before every forward; returning a tuple (or one value) replaces the
+        positional inputs, None keeps them."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def _add_hook(self, kind: str, hook) -> HookHandle:
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}: a hook must be a function (module, args[, output]), got {hook!r}")
+        if kind not in vars(self):
+            setattr(self, kind, {})
+        key = next(_hook_keys)
+        getattr(self, kind)[key] = hook
+        return HookHandle(getattr(self, kind), key)
 
     # ------------------------------------------------------------ the tree of modules
     def named_children(self):
