@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..metrics.classification import recall
 from .logit_lens import residual_stream
 
 
@@ -57,7 +58,7 @@ def balanced_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
     """The mean of the accuracy on the positives and on the negatives: 0.5 for any guess that ignores the
     input (always "no" included), however rare the feature, so a probe for a rare feature cannot look good
     by predicting the majority class."""
-    return float(0.5 * (np.mean(predicted[labels]) + np.mean(~predicted[~labels])))
+    return recall(np.asarray(labels, dtype=int), np.asarray(predicted, dtype=int), average="macro", labels=[0, 1])
 
 
 def train_linear_probe(train_features, train_labels, test_features, test_labels, ridge: float = 1e-2) -> ProbeResult:
