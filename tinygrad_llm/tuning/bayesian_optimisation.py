@@ -8,7 +8,7 @@
 Each proposal costs a GP fit and thousands of GP predictions, which is worth it only when an evaluation is
 expensive (training a model). Noisy objectives need nothing special: the GP learns a noise variance, so it does
 not chase one lucky value, and the incumbent that EI tries to beat is the lowest posterior mean at an observed
-point, not the lowest (perhaps lucky) observation. Map real hyperparameters to and from the cube outside.
+point, not the lowest (perhaps lucky) observation. bayesian_search.py runs this loop over a SearchSpace.
 """
 from __future__ import annotations
 
@@ -90,6 +90,40 @@ def maximise_acquisition(score, dimension: int, rng: np.random.Generator, incumb
     return points[int(np.argmax(scores))]
 
 
+def check_acquisition(acquisition: str, caller: str) -> None:
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"{caller}: acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+
+
+def surrogate_model(kernel: str, seed: int) -> GaussianProcess:
+    """The GP that BO refits after every evaluation: lengthscales relative to the whole cube, and each refit also
+    starts its likelihood search from the previous optimum (so one random restart is enough)."""
+    return GaussianProcess(kernel, restarts=1, seed=seed, input_bounds=(0.0, 1.0))
+
+
+def propose(gp: GaussianProcess, observed: np.ndarray, values: np.ndarray, rng: np.random.Generator,
+            acquisition: str = "ei", xi: float = 0.01, kappa: float = 2.0, candidates: int = 2000,
+            landing=None) -> np.ndarray:
+    """One step of BO: fit the GP to the evaluations so far and return the point of the cube where the
+    acquisition is highest. EI's incumbent is the lowest posterior mean at an observed point.
+
+    landing(points) -> (landed, allowed), optional: where each candidate really lands and whether it may be
+    evaluated. A search space needs it: an integer or a choice covers a whole cell of the cube, so a candidate
+    is scored at the point that stands for its configuration, and a configuration that breaks a constraint
+    scores -inf (it is never proposed while an allowed candidate exists).
+    """
+    gp.fit(observed, values)
+    observed_means = gp.predict(observed)[0]
+    incumbent = int(np.argmin(observed_means))
+
+    def score(points):
+        landed, allowed = (points, True) if landing is None else landing(points)
+        return np.where(allowed, acquisition_scores(gp, landed, acquisition, observed_means[incumbent], xi, kappa),
+                        -np.inf)
+
+    return maximise_acquisition(score, observed.shape[1], rng, observed[incumbent], candidates)
+
+
 def _evaluate(objective, point: np.ndarray, proposed_by: str) -> Evaluation:
     value = float(objective(point))
     if not math.isfinite(value):
@@ -106,25 +140,17 @@ def bayesian_optimisation(objective, dimension: int, budget: int, initial_points
 
     acquisition: "ei" (expected improvement over the incumbent, margin xi) or "lcb" (mean - kappa std).
     """
-    if acquisition not in ACQUISITIONS:
-        raise ValueError(f"bayesian_optimisation: acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+    check_acquisition(acquisition, "bayesian_optimisation")
     if not 1 <= initial_points <= budget or dimension < 1:
         raise ValueError(f"bayesian_optimisation: need dimension >= 1 and 1 <= initial_points <= budget, got "
                          f"dimension={dimension}, initial_points={initial_points}, budget={budget}; the GP needs a "
                          f"few random points before its proposals mean anything")
     rng = np.random.default_rng(seed)
     evaluations = [_evaluate(objective, point, "initial") for point in latin_hypercube(initial_points, dimension, rng)]
-    # Lengthscales relative to the whole cube; each refit also starts from the previous optimum.
-    gp = GaussianProcess(kernel, restarts=1, seed=seed, input_bounds=(0.0, 1.0))
+    gp = surrogate_model(kernel, seed)
     while len(evaluations) < budget:
         observed = np.array([evaluation.point for evaluation in evaluations])
-        gp.fit(observed, np.array([evaluation.value for evaluation in evaluations]))
-        observed_means = gp.predict(observed)[0]
-        incumbent = int(np.argmin(observed_means))
-
-        def score(points):
-            return acquisition_scores(gp, points, acquisition, observed_means[incumbent], xi, kappa)
-
-        proposal = maximise_acquisition(score, dimension, rng, observed[incumbent], candidates)
+        values = np.array([evaluation.value for evaluation in evaluations])
+        proposal = propose(gp, observed, values, rng, acquisition, xi, kappa, candidates)
         evaluations.append(_evaluate(objective, proposal, acquisition))
     return SearchHistory(tuple(evaluations))
