@@ -1,5 +1,5 @@
-"""Command line: `python -m tinygrad_llm train | sample | quantize | serve | exercises ... | bench ...` (--help
-for each)."""
+"""Command line: `python -m tinygrad_llm train | sample | quantize | serve | exercises ... | bench ... | tune`
+(--help for each)."""
 from __future__ import annotations
 
 import argparse
@@ -11,9 +11,24 @@ from dataclasses import fields
 from .device import DeviceUnavailableError
 
 
-def _add_train(subparsers):
+def add_train_config_flags(parser, skip=()) -> None:
+    """One flag per TrainConfig field (--embed-dim for embed_dim), with its help; `tune` reuses them for the
+    settings it does not search (skip: the fields left out)."""
     from .training.config import FIELD_HELP, TrainConfig
 
+    for field in fields(TrainConfig):
+        if field.name in skip:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=f"{FIELD_HELP[field.name]} (default: %(default)s)")
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default,
+                                help=f"{FIELD_HELP[field.name]} (default: %(default)s)")
+
+
+def _add_train(subparsers):
     parser = subparsers.add_parser(
         "train",
         help="train a language model (default: a small GPT on the embedded corpus, ~5 min) and print samples",
@@ -23,14 +38,7 @@ def _add_train(subparsers):
         "perplexity and samples. The defaults are nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, "
         "context 64, batch 12) on the embedded corpus.",
     )
-    for field in fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=f"{FIELD_HELP[field.name]} (default: %(default)s)")
-        else:
-            parser.add_argument(flag, type=type(field.default), default=field.default,
-                                help=f"{FIELD_HELP[field.name]} (default: %(default)s)")
+    add_train_config_flags(parser)
     parser.add_argument("--out-dir", default=None,
                         help="folder for checkpoint.npz, history.csv/.json and loss_curve.png (default: runs/<model>)")
     parser.add_argument("--resume", metavar="CHECKPOINT", default=None,
@@ -241,6 +249,7 @@ def _run_quantize(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .benchmarks.command import register as add_bench
     from .exercises.command import register as add_exercises
+    from .tuning.command import register as add_tune
 
     parser = argparse.ArgumentParser(prog="python -m tinygrad_llm", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     add_exercises(subparsers)
     add_bench(subparsers)
+    add_tune(subparsers, add_train_config_flags)
     return parser
 
 
