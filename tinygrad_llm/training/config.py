@@ -52,6 +52,9 @@ FIELD_HELP = {
     "device": "'cpu', or 'cuda' for an NVIDIA GPU through CuPy (pip install -e \".[gpu]\")",
     "data_parallel": "train on every process of an MPI job (`mpiexec -n K python -m tinygrad_llm train "
                      "--data-parallel`): each rank takes batch_size windows of each global batch of K * batch_size",
+    "log_histograms": "at each evaluation, also log weight and gradient histograms, update-to-weight ratios and the "
+                      "losses to <out-dir>/events (JSONL, CSV, and TensorBoard event files where tensorboardX is "
+                      "installed: tensorboard --logdir <out-dir>)",
 }
 
 
@@ -91,6 +94,7 @@ class TrainConfig:
     precision: str = "fp32"
     device: str = "cpu"
     data_parallel: bool = False
+    log_histograms: bool = False
 
     def __post_init__(self):
         problems = []

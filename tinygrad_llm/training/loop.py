@@ -30,6 +30,8 @@ from .. import optim
 from ..autograd import no_grad
 from ..data import Tokenizer, random_windows
 from ..distributed.data_parallel import DataParallel
+from ..interpretability.run_logger import RunLogger
+from ..interpretability.training_statistics import log_training_step, parameter_snapshot
 from ..nn import functional as F
 from ..random import manual_seed
 from .checkpoints import (TrainingState, check_same_run, read_training_checkpoint, restore_training_checkpoint,
@@ -191,6 +193,10 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
     call_start = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / "checkpoint.npz" if out_dir is not None else None
+    if config.log_histograms and out_dir is None:
+        raise ValueError("train_language_model: log_histograms writes its log to out_dir/events; pass an out_dir")
+    # --log-histograms: a fresh run replaces an earlier log in out_dir, a resumed run appends to it
+    logger = RunLogger(out_dir / "events", overwrite=saved is None) if config.log_histograms and is_main else None
     last_step = min(config.steps, stop_after_step or config.steps)
     stopped_early, logs, best_weights = False, {}, None
     train_seconds, tokens_this_call = 0.0, 0  # evaluation time is left out of tokens/s
@@ -206,6 +212,8 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
     bar = tqdm(range(state.step + 1, last_step + 1), desc=f"train {config.model if config.objective == 'causal' else config.objective}", disable=not (progress and is_main),
                mininterval=0.5, initial=state.step, total=config.steps)
     for step in bar:
+        evaluates = step % config.eval_every == 0 or step == last_step
+        before = parameter_snapshot(master_weights) if logger is not None and evaluates else None  # update ratios
         start = time.perf_counter()
         loss_value, grad_norm = optimizer_step(model, master_weights, scaler, optimizer, scheduler, data.train_ids,
                                                config, data_rng, data_parallel, objective)
@@ -214,7 +222,7 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
         tokens_this_call += data_parallel.step_tokens if data_parallel else config.tokens_per_step
         tokens_per_s = tokens_this_call / train_seconds
         bar.set_postfix(loss=f"{loss_value:.3f}", tok_per_s=f"{tokens_per_s:,.0f}", refresh=False)
-        if step % config.eval_every and step != last_step:
+        if not evaluates:
             continue
 
         record = evaluation_record(model, data, config, step, optimizer.param_groups[0]["lr"], grad_norm, objective)
@@ -244,9 +252,14 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
             save_training_checkpoint(checkpoint, config, model, optimizer, scheduler, data.tokenizer, state, data_rng,
                                      master_weights, scaler)
             logs = write_logs(out_dir, state.history, asdict(config))
+            if logger is not None:  # after the checkpoint: a resume never repeats a logged step
+                log_training_step(logger, master_weights, step, before,
+                                  scalars={k: v for k, v in record.items() if k != "step"})
         if stopped_early:
             break
     bar.close()
+    if logger is not None:
+        logger.close()
     return TrainingRun(config=config, model=model, tokenizer=data.tokenizer, train_ids=data.train_ids,
                        val_ids=data.val_ids, history=state.history, seconds=time.perf_counter() - call_start,
                        tokens_per_s=tokens_this_call / train_seconds if train_seconds > 0 else float("nan"),
