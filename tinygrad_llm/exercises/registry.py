@@ -62,9 +62,9 @@ def check(name: str, function: Callable) -> GradeResult:
     return result
 
 
-from . import (attention, compression, evaluation, inference, kernels, language_models, pretraining,  # noqa: E402
-               scaling, seq2seq, tokenization)
+from . import (attention, compression, evaluation, inference, interpretability, kernels, language_models,  # noqa: E402
+               pretraining, scaling, seq2seq, tokenization, tuning)
 
 for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, compression, scaling,
-                pretraining, kernels):  # chapters 4-11, 15
+                pretraining, interpretability, tuning, kernels):  # chapters 4-13, 15
     EXERCISES.update((exercise.name, exercise) for exercise in _module.EXERCISES)
