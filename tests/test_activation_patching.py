@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import broken_activation_patching as broken
 import tinygrad_llm as tgl
-from tinygrad_llm.experiments.induction_heads import induction_heads
+from tinygrad_llm.experiments.induction_heads import experiment_config, induction_heads
 from tinygrad_llm.interpretability.activation_patching import (
     ablate_each_head, ablation_source, attention_patterns, copying_accuracy, copying_log_probability, head_outputs,
     induction_scores, patch_each_head, patch_heads, patch_residual, previous_token_scores, residual_streams)
@@ -269,19 +269,15 @@ def test_the_checks_catch_broken_patching_pieces(check, broken_piece):
 
 
 # ---------------------------------------------------------------- the experiment
-@pytest.fixture(scope="module")
-def experiment():
-    return induction_heads(fast=True, seed=0, eval_rows=128)
-
-
-def test_the_model_learns_to_copy_the_repeated_half_only(experiment):
+def test_the_model_learns_to_copy_and_patching_its_induction_circuit_breaks_copying():
+    # one test, so that the model is trained once even when xdist spreads a module's tests over workers
+    experiment = induction_heads(fast=True, seed=0, eval_rows=128)
+    # it learns to copy the repeated half only
     assert experiment["final_loss"] < experiment["first_loss"]
     assert experiment["repeated_half_accuracy"] > 0.9
     assert experiment["unpredictable_accuracy"] < 0.15
     assert experiment["corrupted_accuracy"] < 0.15
-
-
-def test_patching_the_induction_heads_or_the_layer_0_head_they_read_breaks_copying(experiment):
+    # patching the induction heads, or the layer-0 head they read, breaks copying
     clean = experiment["repeated_half_accuracy"]
     layer, head = experiment["induction_head"]
     assert layer == 1 and experiment["induction_scores"][1][head] > 0.5
@@ -289,3 +285,10 @@ def test_patching_the_induction_heads_or_the_layer_0_head_they_read_breaks_copyi
     drops = np.array(experiment["patch_accuracy_drop"])
     assert drops.shape == (2, experiment["config"]["num_heads"])
     assert drops[experiment["layer_0_head_patching_matters_most"]] == drops[0].max() > 0.4
+
+
+def test_the_experiment_settings_can_be_overridden_and_unknown_ones_are_refused():
+    assert experiment_config(fast=True, steps=40, batch_size=8) == {**experiment_config(fast=True), "steps": 40,
+                                                                    "batch_size": 8}
+    with pytest.raises(TypeError, match="unknown settings"):
+        experiment_config(fast=True, step=40)

@@ -9,12 +9,9 @@ from tinygrad_llm.experiments.tuning_models import METHODS, model_settings, tune
 pytestmark = pytest.mark.hpo
 
 
-@pytest.fixture(scope="module")
-def result():
-    return tune_models(fast=True)
-
-
-def test_every_method_spends_at_most_the_same_budget(result):
+def test_the_same_budget_for_every_method_and_tuning_beats_the_untuned_defaults():
+    # one test, so that the experiment runs once even when xdist spreads a module's tests over workers
+    result = tune_models(fast=True)
     for summary in result["models"].values():
         for method in METHODS:
             spent = summary[method]["steps_spent"]
@@ -23,8 +20,6 @@ def test_every_method_spends_at_most_the_same_budget(result):
         # halving starts more configurations than the others could afford at the full length
         assert summary["halving"]["configurations"] > result["trials"]
 
-
-def test_trials_lie_in_the_space_and_tuning_beats_the_untuned_defaults(result):
     spaces = {model: space for model, (_, space) in model_settings(fast=True).items()}
     for model, summary in result["models"].items():
         assert summary["default_loss"] < summary["uniform_loss"]

@@ -48,9 +48,11 @@ def halving_configurations(space: SearchSpace, total_steps: int, max_budget: int
     return count
 
 
-def tune_models(fast: bool = True, seed: int = 0) -> dict:
-    """Every method on every model with `trials` x `steps` training steps in all (fast: 6 x 27; full: 16 x 162)."""
-    trials, steps = (6, 27) if fast else (16, 162)
+def tune_models(fast: bool = True, seed: int = 0, trials: int | None = None, steps: int | None = None) -> dict:
+    """Every method on every model with `trials` x `steps` training steps in all (fast: 6 x 27; full: 16 x 162;
+    either can be overridden, e.g. for a notebook)."""
+    trials = trials or (6 if fast else 16)
+    steps = steps or (27 if fast else 162)
     result = {"trials": trials, "steps": steps, "total_steps": trials * steps, "models": {}}
     for model, (base, space) in model_settings(fast).items():
         base = dataclasses.replace(base, steps=steps, seed=seed)
