@@ -215,12 +215,14 @@ def stability_report(classifier: TextClassifier, sentences: list[PlantedSentence
 
 
 # ------------------------------------------------------------------ the experiment
-def attribution_comparison(fast: bool = True, seed: int = 0) -> dict:
-    """Train both classifiers, explain held-out planted sentences with every method, and return per model: the
-    held-out accuracy, keyword precision@1 and @2 per method (overall and per sentence_kind, with the count of
-    each kind and the share where the keyword matters to the model), the agreement matrices (top-2 overlap), the
-    seed stability of LIME, KernelSHAP and exact Shapley at each sample budget, and the median and largest
-    completeness error of integrated gradients (Gauss-Legendre; a sharp model needs many more steps).
+def attribution_comparison(fast: bool = True, seed: int = 0, classifiers: dict | None = None) -> dict:
+    """Train both classifiers (or take `classifiers`, what train_planted_classifiers(fast, seed) returned, so a
+    caller that has them already does not train twice), explain held-out planted sentences with every method,
+    and return per model: the held-out accuracy, keyword precision@1 and @2 per method (overall and per
+    sentence_kind, with the count of each kind and the share where the keyword matters to the model), the
+    agreement matrices (top-2 overlap), the seed stability of LIME, KernelSHAP and exact Shapley at each sample
+    budget, and the median and largest completeness error of integrated gradients (Gauss-Legendre; a sharp model
+    needs many more steps).
 
     fast: 6 sentences of 3-8 words, 3 seeds, budgets (32, 128), 64 IG steps; full: 60 sentences of 3-10 words,
     5 seeds, budgets (32, 128, 512), 256 IG steps."""
@@ -230,7 +232,8 @@ def attribution_comparison(fast: bool = True, seed: int = 0) -> dict:
     sentences = planted_sentences(num_sentences, seed=seed + 2, max_words=max_words)
     results = {"sentences": num_sentences, "k": k, "seeds": len(seeds), "sample_budgets": list(budgets),
                "ig_steps": ig_steps, "models": {}}
-    for name, (classifier, accuracy) in train_planted_classifiers(fast, seed).items():
+    classifiers = train_planted_classifiers(fast, seed) if classifiers is None else classifiers
+    for name, (classifier, accuracy) in classifiers.items():
         explained = [explain_sentence(classifier, s, budgets[-1], ig_steps) for s in sentences]
         explanations, completeness_errors = [e for e, _ in explained], np.array([c for _, c in explained])
         methods = tuple(explanations[0])

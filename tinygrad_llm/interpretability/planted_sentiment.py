@@ -11,8 +11,12 @@ true, so the claim cannot be checked. Here every sentence is built by a rule wri
 
 label = 1 (positive) when a positive keyword is NOT negated or a negative keyword IS negated, else 0; the
 evidence is the keyword's position plus, when negated, the negator's. A negator never appears anywhere else,
-so no other word carries information: a classifier that reaches high accuracy must use the evidence words, and
-an explanation that ranks filler words first is wrong, not "another point of view".
+and filler words carry no information, so an explanation that ranks filler words first is wrong, not "another
+point of view". But the planted rule is not the only perfect one: every sentence has exactly one keyword, so
+"positive unless a negative keyword, flipped by a negator" is just as accurate, and a model that learned it does
+not need the keyword of a plain positive sentence (without it, the sentence is still positive). High accuracy
+says the model reads the evidence of SOME perfect rule; which rule, and so which words an explanation of that
+model should rank first, is measured (experiments/attribution_comparison.py: keyword_matters_by_kind).
 
 keyword_precision_at_k scores an explanation against that evidence.
 """
