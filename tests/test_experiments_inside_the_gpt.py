@@ -4,7 +4,7 @@ character is a space" better from the trained model than from the untrained one.
 with margin for seeds 0, 1 and 2."""
 import pytest
 
-from tinygrad_llm.experiments.inside_the_gpt import inside_the_gpt
+from tinygrad_llm.experiments.inside_the_gpt import experiment_config, inside_the_gpt
 
 pytestmark = pytest.mark.interpretability
 
@@ -31,3 +31,10 @@ def test_a_probe_reads_the_previous_character_from_the_trained_model_better_than
     probe = results["previous_is_space_probe"]
     assert probe["model"][-1] > probe["untrained_model"][-1] + 0.05
     assert max(probe["shuffled_labels"]) < 0.6  # balanced accuracy: chance is 0.5
+
+
+def test_smaller_sizes_can_be_asked_for_and_unknown_ones_are_refused():
+    config = experiment_config(fast=True, steps=40, embed_dim=32)
+    assert (config.steps, config.embed_dim, config.warmup_steps, config.eval_every) == (40, 32, 2, 40)
+    with pytest.raises(TypeError, match="unknown sizes"):
+        experiment_config(fast=True, stepz=40)
