@@ -18,7 +18,8 @@ from ..kernels import get_kernels, set_kernels
 
 
 class ThreadCommunicator:
-    """One rank's handle: Get_rank, Get_size and Allreduce(sendbuf, recvbuf) with a sum, like mpi4py's."""
+    """One rank's handle: Get_rank, Get_size, Allreduce(sendbuf, recvbuf) with a sum and allgather(obj) (every
+    rank's object, in rank order), like mpi4py's."""
 
     def __init__(self, rank: int, barrier: threading.Barrier, contributions: list):
         self.rank, self.barrier, self.contributions = rank, barrier, contributions
@@ -34,6 +35,13 @@ class ThreadCommunicator:
         self.barrier.wait()  # every rank has posted its part
         recvbuf[...] = sum(self.contributions[1:], self.contributions[0])  # the same order on every rank
         self.barrier.wait()  # every rank has read the sum before anyone posts the next part
+
+    def allgather(self, obj) -> list:
+        self.contributions[self.rank] = obj
+        self.barrier.wait()
+        gathered = list(self.contributions)
+        self.barrier.wait()
+        return gathered
 
 
 def run_on_thread_ranks(fn, world_size: int, timeout: float = 60.0) -> list:

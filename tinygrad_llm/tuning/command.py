@@ -6,6 +6,8 @@ the validation loss at its last step; its budget is the number of optimizer step
 early rungs fewer). Every trial is appended to out_dir/trials.jsonl as it finishes (trial_log.py), so re-running
 the same command after an interruption retrains nothing and goes on where it stopped. At the end the command
 writes the results table (results.txt) and a plot of the best loss so far against the trial (best_so_far.png).
+Under `mpiexec -n K python -m tinygrad_llm tune --parallel-trials ...` the K ranks train trials side by side, one
+each, and the search finds exactly what it finds in one process (parallel_trials.py).
 
 The searched ranges are centred on `train`'s flags: the learning rate from a tenth to ten times --lr (log-uniform),
 the width (embed_dim) from half to twice --embed-dim among the multiples of --num-heads (M55: never rounded into
@@ -13,6 +15,7 @@ a width the heads do not divide), dropout in [0, 0.3] and the warmup as a fracti
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..training.config import TrainConfig
+from .parallel_trials import run_search_on_ranks
 from .search_space import Categorical, LogUniform, MultipleOf, SearchSpace, Uniform
 from .searchers import grid_search, random_search
 from .successive_halving import successive_halving
@@ -125,26 +129,39 @@ class TuningResult:
     log: Path
     table: Path
     plot: Path | None
+    wasted: int = 0  # with several ranks: trials trained speculatively that the search never asked for
 
 
 def tune(objective, space: SearchSpace, method: str, trials: int, max_budget, out_dir, search: dict | None = None,
-         seed: int = 0, progress: bool = True, plot: bool = True) -> TuningResult:
+         seed: int = 0, progress: bool = True, plot: bool = True, comm=None) -> TuningResult | None:
     """Run a search resumably in out_dir: trials.jsonl (appended as trials finish), results.txt and (with plot)
     best_so_far.png. `search` describes everything else the losses depend on (the fixed training settings);
     with the method, seed, budget and space it heads the log, and a log headed differently is refused.
-    The number of trials is left out of it: running again with more trials extends a search."""
+    The number of trials is left out of it: running again with more trials extends a search.
+    With comm (an mpi4py communicator), every rank calls tune and trains trials (parallel_trials.py); the
+    trials are the same as without it, and only rank 0 reads and writes files: the other ranks return None."""
     if not isinstance(trials, int) or trials < 1:
         raise ValueError(f"tune: --trials must be a positive integer, got {trials!r}")
     if method not in METHODS:
         raise ValueError(f"tune: --method must be one of {METHODS}, got {method!r}")
     out_dir = Path(out_dir)
+
+    def searcher(objective_, on_trial):
+        return run_searcher(method, objective_, space, trials, max_budget, seed, on_trial)
+
+    if comm is not None and comm.Get_rank() != 0:
+        run_search_on_ranks(searcher, objective, comm)
+        return None
     description = {"method": method, "seed": seed, "max_budget": max_budget,
                    "space": {name: repr(parameter) for name, parameter in space.parameters.items()},
                    "constraints": [constraint.description for constraint in space.constraints], **(search or {})}
     log = TrialLog(out_dir / "trials.jsonl", description)
-    bar = tqdm(total=len(planned_trials(method, space, trials, max_budget, seed)), desc=f"tune ({method})",
-               disable=not progress, unit="trial")
-    recorded = []
+    if comm is None:
+        bar = tqdm(total=len(planned_trials(method, space, trials, max_budget, seed)), desc=f"tune ({method})",
+                   disable=not progress, unit="trial")
+    else:  # speculative trials make the number trained unknown in advance
+        bar = tqdm(desc=f"tune ({method}, {comm.Get_size()} ranks)", disable=not progress, unit="trial")
+    recorded, wasted = [], 0
 
     def on_trial(trial: Trial):
         recorded.append(log.record(trial))
@@ -152,7 +169,11 @@ def tune(objective, space: SearchSpace, method: str, trials: int, max_budget, ou
         bar.set_postfix(best=f"{best_trial(recorded).loss:.4f}", logged=len(log.trials))
 
     try:
-        run_searcher(method, log.memoised(objective), space, trials, max_budget, seed, on_trial)
+        if comm is None:
+            searcher(log.memoised(objective), on_trial)
+        else:
+            finished = run_search_on_ranks(searcher, objective, comm, log.trials, on_trial)
+            recorded, wasted = finished.trials, finished.wasted
     finally:
         bar.close()
     table = out_dir / "results.txt"
@@ -160,7 +181,7 @@ def tune(objective, space: SearchSpace, method: str, trials: int, max_budget, ou
     figure = out_dir / "best_so_far.png" if plot else None
     if plot:
         plot_best_so_far(recorded, max_budget, figure, title=f"{method} search, {len(recorded)} trials")
-    return TuningResult(recorded, best_trial(recorded), log.appended, log.path, table, figure)
+    return TuningResult(recorded, best_trial(recorded), log.appended - wasted, log.path, table, figure, wasted)
 
 
 def best_so_far(trials: list, max_budget) -> np.ndarray:
@@ -226,6 +247,9 @@ def register(subparsers, add_train_config_flags) -> None:
                         help="folder for trials.jsonl, results.txt and best_so_far.png; running the same command "
                         "again continues the search logged there (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--parallel-trials", action="store_true",
+                        help="run under `mpiexec -n K`: every rank trains trials, one at a time each, and the search "
+                        "finds exactly what it finds in one process; only rank 0 prints and writes")
     add_train_config_flags(parser, skip=NOT_FLAGS)
     parser.set_defaults(func=_run_tune)
 
@@ -234,21 +258,33 @@ def _run_tune(args) -> int:
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in NOT_FLAGS}
     base = TrainConfig(**flags, warmup_steps=0)  # warmup is searched (as a fraction of the steps)
     space = gpt_search_space(base)
-    planned = planned_trials(args.method, space, args.trials, base.steps, base.seed)
-    print(f"Tuning with {args.method}: {len(planned)} trials ({sum(planned):g} steps in all) over "
-          f"{', '.join(f'{name}={parameter}' for name, parameter in space.parameters.items())}")
+    comm, guard = None, contextlib.nullcontext()
+    if args.parallel_trials:  # under mpiexec: a failing rank stops every rank
+        from ..distributed import stop_job_on_failure, world_communicator
+
+        comm = world_communicator()
+        guard = stop_job_on_failure(comm)
+    if comm is None or comm.Get_rank() == 0:
+        planned = planned_trials(args.method, space, args.trials, base.steps, base.seed)
+        print(f"Tuning with {args.method}: {len(planned)} trials ({sum(planned):g} steps in all) over "
+              f"{', '.join(f'{name}={parameter}' for name, parameter in space.parameters.items())}")
     objective = validation_loss_objective(base)
     try:
-        result = tune(objective, space, args.method, args.trials, base.steps, args.out_dir,
-                      search={"train": dataclasses.asdict(base)}, seed=base.seed, progress=not args.no_progress)
+        with guard:
+            result = tune(objective, space, args.method, args.trials, base.steps, args.out_dir,
+                          search={"train": dataclasses.asdict(base)}, seed=base.seed, progress=not args.no_progress,
+                          comm=comm)
     except KeyboardInterrupt:
         print(f"\nInterrupted: the finished trials are in {Path(args.out_dir) / 'trials.jsonl'}; run the same "
               f"command again to continue from there.")
         return 130
+    if result is None:  # a rank other than 0: its trials are in rank 0's log
+        return 0
     print(results_table(result.trials, limit=10))
     best = result.best
     print(f"\nBest: validation loss {best.loss:.4f} after {best.budget:g} steps (trial {best.number}); "
-          f"{result.trained} trials trained now, {len(result.trials) - result.trained} answered from the log.\n"
+          f"{result.trained} trials trained now, {len(result.trials) - result.trained} answered from the log"
+          f"{f', {result.wasted} speculative trials unused' if result.wasted else ''}.\n"
           f"Repeat it: {train_command(trial_train_config(base, best.config, best.budget))}\n"
           f"Files: {result.log}, {result.table}, {result.plot}")
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from .trial import Trial
 
 
-def _key(config: dict, budget) -> str:
+def trial_key(config: dict, budget) -> str:
     """One string per (config, budget): floats are written exactly (repr round-trips), 3 and 3.0 stay apart."""
     return json.dumps([config, budget], sort_keys=True)
 
@@ -57,7 +57,7 @@ class TrialLog:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._append_line({"search": self.search})
-        self._by_key = {_key(trial.config, trial.budget): trial for trial in self.trials}
+        self._by_key = {trial_key(trial.config, trial.budget): trial for trial in self.trials}
 
     def _drop_torn_line(self):
         """A process killed in the middle of writing a line leaves half a line at the end: cut it off."""
@@ -88,7 +88,7 @@ class TrialLog:
 
     def lookup(self, config: dict, budget) -> Trial | None:
         """The logged trial of this (config, budget), or None when it was never run."""
-        return self._by_key.get(_key(config, budget))
+        return self._by_key.get(trial_key(config, budget))
 
     def record(self, trial: Trial) -> Trial:
         """Append a newly run trial. A trial the log already holds is not written again; it comes back with its
@@ -98,7 +98,7 @@ class TrialLog:
             return dataclasses.replace(trial, seconds=logged.seconds)
         self._append_line(trial.as_dict())
         self.trials.append(trial)
-        self._by_key[_key(trial.config, trial.budget)] = trial
+        self._by_key[trial_key(trial.config, trial.budget)] = trial
         self.appended += 1
         return trial
 
