@@ -78,8 +78,26 @@ def _check_class_targets(target: np.ndarray, num_classes: int, weight, ignore_in
         )
     class_weight = np.ones(num_classes) if weight is None else as_array_on(weight.data if isinstance(weight, Tensor) else weight, "cpu").astype(np.float64)
     if class_weight.shape != (num_classes,):
-        raise ValueError(f"cross_entropy: weight must have shape ({num_classes},), one per class, got {class_weight.shape}")
+        hint = (" It has the targets' shape: per-sample weights go in sample_weight=, not weight= (M57)."
+                if class_weight.shape == target.shape else "")
+        raise ValueError(
+            f"cross_entropy: weight must have shape ({num_classes},), one per class, got {class_weight.shape}.{hint}"
+        )
     return class_weight
+
+
+def _check_sample_weight(sample_weight, target_shape: tuple) -> np.ndarray:
+    """Per-sample weights: one non-negative number per target position, not all zero."""
+    weights = as_array_on(sample_weight.data if isinstance(sample_weight, Tensor) else sample_weight, "cpu")
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != target_shape:
+        raise ValueError(
+            f"cross_entropy: sample_weight must have the targets' shape {target_shape}, one weight per example, got "
+            f"{weights.shape}. Weights per class go in weight= instead; the two are not interchangeable (M57)."
+        )
+    if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() == 0:
+        raise ValueError("cross_entropy: sample_weight must be finite, non-negative and not all zero")
+    return weights
 
 
 def cross_entropy(
@@ -89,6 +107,7 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    sample_weight=None,
 ) -> Tensor:
     """Cross-entropy between softmax(logits) and the target, with classes on the LAST axis.
 
@@ -97,6 +116,9 @@ def cross_entropy(
     weight: per-class weights; the mean is then sum(w[y] * nll) / sum(w[y]), as in PyTorch.
     ignore_index: positions whose target equals it (padding) add no loss and get zero gradient; if every
     position is ignored the mean is 0.
+    sample_weight: one weight per target position (e.g. fairness reweighing); the mean is then
+    sum(s * l) / sum(s), with l the (class-weighted) loss of each position, so scaling every s changes nothing.
+    Class weights give every example of a class the same weight; per-sample weights need not (M57).
     """
     # Targets are checked on the host (a small copy if they are on the GPU), then handed to the op on logits' device.
     target_array = as_array_on(target.data if isinstance(target, Tensor) else target, "cpu")
@@ -116,8 +138,8 @@ def cross_entropy(
             class_weight=as_array_on(class_weight.astype(logits.dtype), logits.device),
             ignore_index=ignore_index, label_smoothing=label_smoothing,
         ).reshape(target_array.shape)
-        kept = flat_target[flat_target != ignore_index]
-        normaliser = class_weight[kept].sum()
+        counted = flat_target != ignore_index
+        position_weight = np.where(counted, class_weight[np.where(counted, flat_target, 0)], 0.0)
     elif np.issubdtype(target_array.dtype, np.floating) and target_array.shape == logits.shape:
         if (target_array < 0).any() or not np.allclose(target_array.sum(axis=-1), 1, atol=1e-3):
             raise ValueError(
@@ -127,7 +149,7 @@ def cross_entropy(
         q = (1 - label_smoothing) * target_array + label_smoothing / num_classes
         if weight is not None:
             q = q * as_array_on(weight.data if isinstance(weight, Tensor) else weight, "cpu")
-        normaliser = int(np.prod(target_array.shape[:-1]))
+        position_weight = np.ones(target_array.shape[:-1])
         losses = SoftTargetCrossEntropy.apply(logits, Tensor(as_array_on(q.astype(logits.dtype), logits.device)))
     else:
         raise TypeError(
@@ -135,6 +157,12 @@ def cross_entropy(
             f"distributions of shape {logits.shape}; got dtype {target_array.dtype} and shape {target_array.shape}. "
             "Random real numbers are not labels."
         )
+    position_weight = position_weight.reshape(losses.shape)
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, losses.shape)
+        losses = losses * Tensor(as_array_on(sample_weight.astype(logits.dtype), logits.device))
+        position_weight = position_weight * sample_weight
+    normaliser = position_weight.sum()
     if reduction == "mean":
         return losses.sum() / normaliser if normaliser else losses.sum() * 0
     return _reduce(losses, reduction, "cross_entropy")
