@@ -144,6 +144,9 @@ def _add_sample(subparsers):
                         help="sample only among the smallest set of tokens whose probability reaches p")
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling (default: %(default)s)")
     parser.add_argument("--samples", type=int, default=1, help="independent samples (default: %(default)s)")
+    parser.add_argument("--ban", nargs="+", default=[], metavar="WORD",
+                        help="words the sample may not contain: the token that would complete one gets probability 0 "
+                        "(exact tokens only: other spellings or capitals still pass)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where the model runs (default: %(default)s)")
     parser.add_argument("--quantize", choices=["int8", "int4"], default=None,
@@ -156,6 +159,7 @@ def _add_sample(subparsers):
 def _run_sample(args) -> int:
     from .compression import load_model, quantize
     from .compression.quantize_model import PRESETS
+    from .responsible.restricted_decoding import ban_ngrams
 
     model, tokenizer, metadata = load_model(args.checkpoint)
     if args.quantize:
@@ -166,11 +170,12 @@ def _run_sample(args) -> int:
     if not args.prompt:
         raise SystemExit("sample: --prompt must not be empty (a language model continues some text)")
     prompt = tokenizer.encode(args.prompt)
+    banned = [ban_ngrams([tokenizer.encode(word) for word in args.ban])] if args.ban else []
     for i in range(args.samples):
         if args.samples > 1:
             print(f"--- sample {i + 1} ---")
         _stream(model, tokenizer, prompt, args.max_new_tokens, seed=args.seed + i, temperature=args.temperature,
-                top_k=args.top_k, top_p=args.top_p)
+                top_k=args.top_k, top_p=args.top_p, logits_processors=banned)
     return 0
 
 

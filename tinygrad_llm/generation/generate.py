@@ -56,7 +56,8 @@ def _check_prompt(model, prompt_ids) -> np.ndarray:
 
 def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = None, rng: np.random.Generator | None = None,
-             use_cache: bool = True, stop_token_id: int | None = None, on_token=None, return_logits: bool = False):
+             use_cache: bool = True, stop_token_id: int | None = None, on_token=None, return_logits: bool = False,
+             logits_processors=()):
     """Extend each prompt by up to max_new_tokens tokens; returns prompt + generated ids (int64).
 
     prompt_ids (T,) gives a (T + n,) array; (B, T) gives (B, T + n), where n = max_new_tokens unless a stop
@@ -82,8 +83,14 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
     on_token(tokens) is called as soon as each step's tokens are chosen, before the next step runs
     (streaming): with an int for a 1-D prompt, with an int64 array (B,) for a batch.
 
+    logits_processors: functions process(ids, logits) -> logits, applied in order to each step's logits
+    before sampling. ids (B, t) is every sequence so far (prompt + tokens chosen), never cut to the context
+    window; logits (B, V) float64. A processor restricts what may come next (a banned token gets -inf, so
+    probability exactly 0): see tinygrad_llm/responsible/restricted_decoding.py. With none, nothing changes.
+
     return_logits=True returns (ids, logits) where logits[..., i, :] are the raw model logits (before
-    temperature and filtering) that token i of the continuation was chosen from: shape (n, V) or (B, n, V).
+    processors, temperature and filtering) that token i of the continuation was chosen from: shape (n, V) or
+    (B, n, V).
     Runs under no_grad in eval mode (dropout off) and restores the model's training mode afterwards.
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
@@ -95,6 +102,10 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
                                       or not 0 <= stop_token_id < model.vocab_size):
         raise ValueError(f"generate: stop_token_id {stop_token_id} is outside the vocabulary "
                          f"0..{model.vocab_size - 1}")
+    logits_processors = tuple(logits_processors)
+    if not all(callable(process) for process in logits_processors):
+        raise ValueError("generate: logits_processors must be functions process(ids, logits) -> logits, got "
+                         f"{[type(process).__name__ for process in logits_processors]}")
     single_sequence = np.ndim(getattr(prompt_ids, "data", prompt_ids)) == 1
     prompt = _check_prompt(model, prompt_ids)
     rng = rng if rng is not None else (np.random.default_rng(seed) if seed is not None else None)
@@ -104,7 +115,8 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
     try:
         with no_grad():
             new_tokens, step_logits = _decode(model, prompt, max_new_tokens, temperature, top_k, top_p, rng,
-                                              use_cache, stop_token_id, on_token, single_sequence)
+                                              use_cache, stop_token_id, on_token, single_sequence,
+                                              logits_processors)
     finally:
         model.train(was_training)
 
@@ -116,8 +128,22 @@ def generate(model, prompt_ids, max_new_tokens: int, temperature: float = 1.0, t
     return (ids, logits) if return_logits else ids
 
 
+def _processed(logits_processors, prompt, new_tokens, logits) -> np.ndarray:
+    """logits after each processor in turn; each sees the whole text so far, prompt + tokens chosen."""
+    if not logits_processors:
+        return logits
+    ids = np.concatenate([prompt, *(tokens[:, None] for tokens in new_tokens)], axis=1)
+    processed = logits.astype(np.float64)
+    for process in logits_processors:
+        processed = process(ids, processed)
+        if np.shape(processed) != logits.shape:
+            raise ValueError(f"generate: logits processor {getattr(process, '__name__', process)} returned shape "
+                             f"{np.shape(processed)} for logits of shape {logits.shape}; it must return the same shape")
+    return processed
+
+
 def _decode(model, prompt, max_new_tokens, temperature, top_k, top_p, rng, use_cache, stop_token_id, on_token,
-            single_sequence):
+            single_sequence, logits_processors):
     """The loop itself: returns the chosen tokens and the logits they came from, one (B,) / (B, V) per step."""
     if max_new_tokens == 0:
         return [], []
@@ -131,7 +157,8 @@ def _decode(model, prompt, max_new_tokens, temperature, top_k, top_p, rng, use_c
     cache = model.new_cache(batch) if use_cache else None
     logits = _last_logits(model, window, cache)
     for step in range(max_new_tokens):
-        tokens = sample_next_token(logits, temperature, top_k, top_p, rng)
+        tokens = sample_next_token(_processed(logits_processors, prompt, new_tokens, logits), temperature, top_k,
+                                   top_p, rng)
         if stop_token_id is not None:
             tokens = np.where(finished, stop_token_id, tokens)
             finished |= tokens == stop_token_id
