@@ -58,7 +58,7 @@ def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @contextmanager
-def _gradients_for_inputs_only(model):
+def gradients_for_inputs_only(model):
     """Eval mode, and no parameter records a gradient: an explanation must not leave .grad behind or pay for
     the parameters' backward pass."""
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -83,7 +83,7 @@ def scores_and_gradients(classifier: TextClassifier, embeddings: np.ndarray, tar
         raise ValueError(f"scores_and_gradients: target {target} is not a class of this {classifier.num_classes}-class "
                          "model")
     inputs = Tensor(embeddings, requires_grad=True)
-    with _gradients_for_inputs_only(classifier.model):
+    with gradients_for_inputs_only(classifier.model):
         logits = classifier.model.logits_from_embeddings(inputs)
         scores = (F.softmax(logits, axis=-1) if output == "probability" else logits)[:, target]
         scores.sum().backward()  # rows are independent inputs, so the sum's gradient is each row's own
