@@ -27,6 +27,7 @@ from test_exercises_scaling import WRONG_ANSWERS as SCALING_WRONG_ANSWERS  # cha
 from test_exercises_pretraining import WRONG_ANSWERS as PRETRAINING_WRONG_ANSWERS  # chapter 11
 from test_exercises_interpretability import WRONG_ANSWERS as INTERPRETABILITY_WRONG_ANSWERS  # chapter 12
 from test_exercises_tuning import WRONG_ANSWERS as TUNING_WRONG_ANSWERS  # chapter 13
+from test_exercises_responsible import WRONG_ANSWERS as RESPONSIBLE_WRONG_ANSWERS  # chapter 14
 from tinygrad_llm.exercises.probabilities import softmax
 
 pytestmark = pytest.mark.exercises
@@ -272,7 +273,8 @@ NAMES = [name for name, _ in ex.list_exercises()]
 ALL_WRONG_ANSWERS = (WRONG_ANSWERS + KERNEL_WRONG_ANSWERS + TOKENIZATION_WRONG_ANSWERS + LANGUAGE_MODEL_WRONG_ANSWERS
                      + ATTENTION_WRONG_ANSWERS + INFERENCE_WRONG_ANSWERS + COMPRESSION_WRONG_ANSWERS
                      + SEQ2SEQ_WRONG_ANSWERS + EVALUATION_WRONG_ANSWERS + SCALING_WRONG_ANSWERS
-                     + PRETRAINING_WRONG_ANSWERS + INTERPRETABILITY_WRONG_ANSWERS + TUNING_WRONG_ANSWERS)
+                     + PRETRAINING_WRONG_ANSWERS + INTERPRETABILITY_WRONG_ANSWERS + TUNING_WRONG_ANSWERS
+                     + RESPONSIBLE_WRONG_ANSWERS)
 
 
 def test_the_bank_has_at_least_ten_exercises_each_with_two_wrong_answers():

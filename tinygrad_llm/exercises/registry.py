@@ -63,8 +63,8 @@ def check(name: str, function: Callable) -> GradeResult:
 
 
 from . import (attention, compression, evaluation, inference, interpretability, kernels, language_models,  # noqa: E402
-               pretraining, scaling, seq2seq, tokenization, tuning)
+               pretraining, responsible, scaling, seq2seq, tokenization, tuning)
 
 for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, compression, scaling,
-                pretraining, interpretability, tuning, kernels):  # chapters 4-13, 15
+                pretraining, interpretability, tuning, responsible, kernels):  # chapters 4-15
     EXERCISES.update((exercise.name, exercise) for exercise in _module.EXERCISES)
