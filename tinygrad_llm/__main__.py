@@ -81,6 +81,9 @@ def _run_train(args) -> int:
           f"{run.final['train_loss']:.4f}, val loss {run.final['val_loss']:.4f}. Whole validation split: loss "
           f"{held_out['loss']:.4f} nats/token, perplexity {held_out['perplexity']:.2f} (a uniform guess: loss "
           f"{uniform:.4f}, perplexity {run.tokenizer.vocab_size}).\nCheckpoint: {run.checkpoint}  logs: {out_dir}")
+    if config.private:
+        print(f"DP-SGD: ({run.final['epsilon']:.3f}, {run.final['delta']:.1e})-differentially private for each window "
+              f"of {config.context_size + 1} training tokens (the weights; the printed train losses are not)")
     prompt_length = min(config.context_size // 2, 32)
     prompt = run.val_ids[:prompt_length]  # the samples continue the start of the held-out text
     for i in range(args.samples):

@@ -8,6 +8,11 @@ summing them gives every example's gradient at once:
 
     dL/dW = sum_n g_n^T x_n        ->   per example:  G[n] = g_n^T x_n   (an einsum over the batch axis)
 
+A learned position table is the odd one out: its forward takes a length, not the batch, and its (T, D) output
+is added to every example, so the gradient reaching it is already summed over examples. The hook hands the
+model a copy per example instead (the output broadcast to (B, T, D): the same values), whose gradient row n
+is example n's own; the table's rule is then the embedding's, with the positions read as the ids looked up.
+
 A forward hook records each layer's input and asks the output to retain its gradient; one backward of the
 summed per-example losses fills those in (the loss of example n depends only on example n, so the output
 gradient at row n is example n's own). Layers that mix examples (batch norm) would break that, and are not
@@ -19,6 +24,7 @@ import numpy as np
 
 from ..nn.layers import Embedding, LayerNorm, Linear
 from ..nn.parameter import Parameter
+from ..nn.positional import LearnedPositionalEmbedding
 from ..tensor import Tensor
 
 
@@ -50,7 +56,15 @@ def _layer_norm_gradients(layer, x, grad_out):
     return {"weight": (grad_out * x_hat).sum(axis=token_axes), "bias": grad_out.sum(axis=token_axes)}
 
 
-PER_EXAMPLE_RULES = {Linear: _linear_gradients, Embedding: _embedding_gradients, LayerNorm: _layer_norm_gradients}
+PER_EXAMPLE_RULES = {Linear: _linear_gradients, Embedding: _embedding_gradients, LayerNorm: _layer_norm_gradients,
+                     LearnedPositionalEmbedding: _embedding_gradients}  # the positions read are its ids (below)
+
+
+def _positions_per_example(batch: int, output, length: int, offset=0):
+    """(the positions read, (B, T) ids; the output broadcast to (B, T, D)): a shared (T, D) output would collect
+    the whole batch's gradient in one sum, a copy per example keeps each example's apart."""
+    positions = np.broadcast_to(np.asarray(offset)[..., None] + np.arange(length), (batch, length))
+    return positions, output.expand(batch, length, output.shape[-1])
 
 
 def _layers_with_parameters(model) -> list:
@@ -74,10 +88,15 @@ def per_example_gradients(model, per_example_loss, *inputs) -> dict[str, np.ndar
     per_example_loss(model, *inputs) must return a (B,) tensor, one loss per example (use reduction="none").
     Leaves the parameters' .grad as they were."""
     calls = []  # (module, input array, output tensor): one per call, since a layer may run twice
+    batch = len(inputs[0])
 
     def record(module, args, output):
-        layer_input = args[0].data if isinstance(args[0], Tensor) else np.asarray(args[0])
+        if isinstance(module, LearnedPositionalEmbedding):
+            layer_input, output = _positions_per_example(batch, output, *args)
+        else:
+            layer_input = args[0].data if isinstance(args[0], Tensor) else np.asarray(args[0])
         calls.append((module, layer_input, output.retain_grad()))
+        return output
 
     parameter_names = {id(p): name for name, p in model.named_parameters()}  # tied weights get one name
     saved_grads = {name: p.grad for name, p in model.named_parameters()}

@@ -55,6 +55,14 @@ FIELD_HELP = {
     "log_histograms": "at each evaluation, also log weight and gradient histograms, update-to-weight ratios and the "
                       "losses to <out-dir>/events (JSONL, CSV, and TensorBoard event files where tensorboardX is "
                       "installed: tensorboard --logdir <out-dir>)",
+    "dp_sigma": "DP-SGD noise multiplier sigma (0: no noise). With dp_sigma or dp_clip set, training is differentially "
+                "private per window: the training split is cut into N non-overlapping windows of context_size + 1 "
+                "tokens (one window is the unit protected), each step draws a Poisson batch (rate batch_size / N), "
+                "clips every window's gradient to dp_clip, adds N(0, (sigma * clip)^2) noise, and epsilon is printed "
+                "at every evaluation (gpt and mlp models)",
+    "dp_clip": "DP-SGD: clip each window's gradient to this L2 norm C (it replaces the global clip_norm, which DP "
+               "training does not use)",
+    "dp_delta": "DP-SGD: the delta epsilon is reported at (0: 1/N, N the number of training windows)",
 }
 
 
@@ -95,6 +103,9 @@ class TrainConfig:
     device: str = "cpu"
     data_parallel: bool = False
     log_histograms: bool = False
+    dp_sigma: float = 0.0
+    dp_clip: float = 0.0
+    dp_delta: float = 0.0
 
     def __post_init__(self):
         problems = []
@@ -126,8 +137,38 @@ class TrainConfig:
             problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.private:
+            problems += self._private_training_problems()
         if problems:
             raise ValueError("TrainConfig: " + "; ".join(problems))
+
+    @property
+    def private(self) -> bool:
+        """DP-SGD training (training/private_training.py): on as soon as a noise or a clip is asked for (a negative
+        one is then refused)."""
+        return self.dp_sigma != 0 or self.dp_clip != 0
+
+    def _private_training_problems(self) -> list[str]:
+        """Settings DP-SGD needs, and what it cannot be combined with (each message says what to use instead)."""
+        problems = []
+        if self.dp_sigma < 0 or self.dp_clip <= 0:
+            problems.append(f"DP-SGD needs dp_sigma >= 0 and a clip dp_clip > 0 (the noise is sigma * clip: it means "
+                            f"nothing without a bound on each window's gradient), got dp_sigma={self.dp_sigma}, "
+                            f"dp_clip={self.dp_clip}")
+        if not 0 <= self.dp_delta < 1:
+            problems.append(f"dp_delta must be in [0, 1) (0: 1 / the number of windows), got {self.dp_delta}")
+        if self.model not in ("gpt", "mlp"):
+            problems.append(f"DP-SGD needs per-example gradients, whose batched rules cover the gpt and mlp models' "
+                            f"layers (Linear, Embedding, LayerNorm, learned positions); model {self.model!r} has "
+                            "others: use --model gpt or --model mlp")
+        rejected = {"objective 'mlm' (use the causal objective)": self.objective == "mlm",
+                    f"grad_accum_steps={self.grad_accum_steps} (use 1: the Poisson batch is drawn whole)":
+                        self.grad_accum_steps > 1,
+                    f"precision {self.precision!r} (use fp32)": self.precision != "fp32",
+                    "data_parallel (train on one process)": self.data_parallel,
+                    f"device {self.device!r} (use cpu: the per-example gradients are NumPy's)": self.device != "cpu"}
+        problems += [f"DP-SGD does not combine with {what}" for what, present in rejected.items() if present]
+        return problems
 
     @property
     def tokens_per_step(self) -> int:

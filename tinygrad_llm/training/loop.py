@@ -10,6 +10,8 @@ pieces do nothing and the step is the plain one above.
 With config.data_parallel (`mpiexec -n K ... train --data-parallel`; distributed/data_parallel.py) each rank
 draws its own shard of every global batch, the gradients are averaged over the ranks right after backward,
 and only rank 0 prints and writes.
+With config.private (`train --dp-sigma S --dp-clip C`) the step is DP-SGD's instead (private_training.py: per-window
+clipping and noise in place of the global clip) and each evaluation also prints the epsilon spent so far.
 Every `eval_every` steps it estimates train and val loss, logs, checks early stopping and (when given an
 output folder) writes a checkpoint that can be resumed bit-exactly.
 
@@ -40,6 +42,7 @@ from .config import TrainConfig
 from .mixed_precision import mixed_precision_for
 from .model_factory import build_model
 from .objectives import Objective, build_objective, next_token
+from .private_training import PrivateTraining, privacy_text
 from .run_log import write_logs
 from .text_data import TextData, prepare_text_data
 
@@ -187,6 +190,7 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
         state = restore_training_checkpoint(*saved, model, optimizer, scheduler, data_rng, master_weights, scaler)
         if data_parallel:
             data_parallel.sampler.load_state_dict(state.sampler)
+    private = PrivateTraining(data.train_ids, config, steps_done=state.step) if config.private else None
     is_main = data_parallel is None or data_parallel.is_main  # with several ranks, only rank 0 prints and writes
     model.train()
 
@@ -215,8 +219,11 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
         evaluates = step % config.eval_every == 0 or step == last_step
         before = parameter_snapshot(master_weights) if logger is not None and evaluates else None  # update ratios
         start = time.perf_counter()
-        loss_value, grad_norm = optimizer_step(model, master_weights, scaler, optimizer, scheduler, data.train_ids,
-                                               config, data_rng, data_parallel, objective)
+        if private is not None:
+            loss_value, grad_norm = private.optimizer_step(model, optimizer, scheduler, data_rng)
+        else:
+            loss_value, grad_norm = optimizer_step(model, master_weights, scaler, optimizer, scheduler,
+                                                   data.train_ids, config, data_rng, data_parallel, objective)
         train_seconds += time.perf_counter() - start
         state.step = step
         tokens_this_call += data_parallel.step_tokens if data_parallel else config.tokens_per_step
@@ -231,9 +238,11 @@ def train_language_model(config: TrainConfig, out_dir=None, resume_from=None, st
             record["tokens"] = data_parallel.tokens_seen  # all ranks' tokens
         if scaler.is_enabled():
             record.update(loss_scale=scaler.get_scale(), skipped_steps=scaler.skipped_steps)
+        if private is not None:
+            record.update(private.privacy_spent())
         state.history.append(record)
         say(f"step {step:5d}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}  "
-            f"lr {record['lr']:.2e}  {tokens_per_s:,.0f} tok/s")
+            f"lr {record['lr']:.2e}  {tokens_per_s:,.0f} tok/s{privacy_text(record) if private else ''}")
         if record["val_loss"] < state.best_val_loss:
             state.best_val_loss, state.evals_without_improvement = record["val_loss"], 0
             best_weights = master_weights.state_dict() if config.early_stopping_patience else None
