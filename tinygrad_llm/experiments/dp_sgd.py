@@ -25,7 +25,6 @@ from ..nn.module import Module
 from ..optim import SGD
 from ..random import manual_seed
 from ..responsible import dp_sgd
-from ..responsible.rdp_accountant import RDPAccountant
 from ..tensor import Tensor
 
 
@@ -46,15 +45,8 @@ def train_with_dp_sgd(features, labels, noise_multiplier: float, max_norm: float
     """(model, accountant) after `steps` DP-SGD steps; the batches depend on the seed only, not on sigma."""
     manual_seed(seed)
     model = MoonsClassifier()
-    optimizer = SGD(model.parameters(), lr=lr)
-    batch_rng, noise_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    sample_rate = expected_batch_size / len(features)
-    accountant = RDPAccountant()
-    for _ in range(steps):
-        batch = dp_sgd.poisson_batch(len(features), sample_rate, batch_rng)
-        dp_sgd.dp_sgd_step(model, optimizer, per_example_cross_entropy, (features[batch], labels[batch]), max_norm,
-                           noise_multiplier, expected_batch_size, noise_rng)
-        accountant.step(sample_rate, noise_multiplier)
+    accountant = dp_sgd.dp_sgd_training(model, SGD(model.parameters(), lr=lr), per_example_cross_entropy, (features, labels),
+                                 noise_multiplier, max_norm, expected_batch_size, steps, seed)
     return model, accountant
 
 

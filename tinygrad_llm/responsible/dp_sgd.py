@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from .per_example_gradients import per_example_gradients
+from .rdp_accountant import RDPAccountant
 
 
 def poisson_batch(num_examples: int, sample_rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -79,3 +80,20 @@ def dp_sgd_step(model, optimizer, per_example_loss, inputs, max_norm: float, noi
     for name, parameter in model.named_parameters():
         parameter.grad = gradients[name]
     optimizer.step()
+
+
+def dp_sgd_training(model, optimizer, per_example_loss, examples: tuple, noise_multiplier: float, max_norm: float,
+                    expected_batch_size: float, steps: int, seed: int) -> RDPAccountant:
+    """Train `model` in place by `steps` DP-SGD steps on `examples` (arrays whose first axis is the example) and
+    return the accountant. Poisson batches come from `seed` and the noise from seed + 1, so runs that differ
+    only in (sigma, C) see the same batches; sigma = 0 with C = inf is the plain, non-private optimizer on them."""
+    batch_rng, noise_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    num_examples = len(examples[0])
+    sample_rate = expected_batch_size / num_examples
+    accountant = RDPAccountant()
+    for _ in range(steps):
+        batch = poisson_batch(num_examples, sample_rate, batch_rng)
+        dp_sgd_step(model, optimizer, per_example_loss, tuple(array[batch] for array in examples), max_norm,
+                    noise_multiplier, expected_batch_size, noise_rng)
+        accountant.step(sample_rate, noise_multiplier)
+    return accountant
