@@ -157,17 +157,17 @@ def test_attacks_on_word_embeddings_keep_the_budget_and_leave_padding_alone(sent
 
 
 # ------------------------------------------------------------------ the experiment
-def test_adversarial_training_is_more_robust_at_little_clean_cost():
-    """Measured on seeds 0-3 (experiments/adversarial.py): the gain at epsilon = 0.1 was positive but small for every
-    seed, at 0.3 it was 2 to 8 points, and the clean accuracy moved by under a point."""
+def test_adversarial_training_is_much_more_robust_and_no_less_accurate():
+    """Measured on seeds 0-3 (experiments/adversarial.py, two moons with 8 noise coordinates): the gain at epsilon =
+    0.1 was 40 to 53 points and clean accuracy rose by 3 to 5 points; asserted with wide margins."""
     result = adversarial_robustness(fast=True, seed=0)
     standard, defended = result["standard"], result["pgd_trained"]
     for model in (standard, defended):
-        assert model["fgsm_accuracy"][0] == model["pgd_accuracy"][0] == model["clean_accuracy"] >= 0.9
+        assert model["fgsm_accuracy"][0] == model["pgd_accuracy"][0] == model["clean_accuracy"] >= 0.85
         assert model["pgd_accuracy"][-1] < model["clean_accuracy"] - 0.1
-    assert defended["robust_gain"] == defended["robust_gain_by_epsilon"][result["epsilons"].index(0.1)] >= 0
-    assert defended["robust_gain_by_epsilon"][-1] > 0
-    assert abs(defended["clean_cost"]) < 0.02
+    assert defended["robust_gain"] == defended["robust_gain_by_epsilon"][result["epsilons"].index(0.1)] > 0.2
+    assert all(gain > 0 for gain in defended["robust_gain_by_epsilon"][1:])
+    assert defended["clean_cost"] < 0.02
 
 
 def test_a_quarter_of_a_coordinate_flips_most_sentences_and_pgd_does_more_harm_than_fgsm():

@@ -1,8 +1,9 @@
 """Chapter 14 experiment (Q35): how fragile a normally trained classifier is, and what adversarial training buys.
 
-    adversarial_robustness(fast)   an MLP on two moons: accuracy against epsilon under FGSM and PGD, for a normally
-                                   trained model and for models trained on FGSM (and, full mode, PGD) examples;
-                                   the robust-accuracy gain at epsilon = 0.1 and the clean accuracy it costs
+    adversarial_robustness(fast)   an MLP on two moons with 8 extra coordinates of pure noise: accuracy against
+                                   epsilon under FGSM and PGD, for a normally trained model and for models trained
+                                   on PGD (and, full mode, FGSM) examples; the robust-accuracy gain at epsilon = 0.1
+                                   and what it does to clean accuracy
     embedding_attacks(fast)        a sentence classifier attacked through its word embeddings: accuracy against
                                    epsilon (as a fraction of the mean |embedding coordinate|) under FGSM and PGD
 
@@ -25,31 +26,50 @@ from .mlp import accuracy, make_mlp
 
 EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 TRAINING_EPSILON = 0.1
+NOISE_FEATURES = 8  # extra input coordinates that carry no information about the label
+NOISE_FEATURE_STD = 0.1
 
 
-def adversarial_robustness(fast: bool = True, seed: int = 0, epsilons=EPSILONS) -> dict:
-    """Q35: train an MLP on few, noisy two-moons points, attack it, and compare with the same MLP trained
-    adversarially at epsilon = 0.1. Both go through the same loop (`train_adversarially`, minibatches of 32, the
-    same initial weights and batches); the normal model is the one trained with epsilon = 0, so the attack is the
-    only difference.
+def moons_with_noise_features(num_points: int, noise_features: int = NOISE_FEATURES, seed: int = 0):
+    """Two moons (noise 0.2) with `noise_features` extra coordinates of N(0, 0.1^2) noise appended to each point:
+    (X (num_points, 2 + noise_features) float32, y). Real inputs have many coordinates that do not matter."""
+    X, y = synthetic.make_moons(num_points, noise=0.2, rng=seed)
+    extra = NOISE_FEATURE_STD * np.random.default_rng([seed, 1]).standard_normal((num_points, noise_features))
+    return np.concatenate([X, extra], axis=1).astype(np.float32), y
+
+
+def adversarial_robustness(fast: bool = True, seed: int = 0, epsilons=EPSILONS,
+                           noise_features: int = NOISE_FEATURES) -> dict:
+    """Q35: train an MLP on few two-moons points padded with `noise_features` coordinates of pure noise, attack it,
+    and compare with the same MLP trained adversarially at epsilon = 0.1. Both go through the same loop
+    (`train_adversarially`, minibatches of 32, the same initial weights and batches); the normal model is the one
+    trained with epsilon = 0, so the attack is the only difference.
+
+    Why the noise coordinates: an L-infinity attacker moves EVERY coordinate by epsilon, so a model that puts small
+    weights on many irrelevant coordinates (which 100 training points let it fit) adds their small effects up into
+    a large one; adversarial training teaches it to ignore them. On the bare 2-D moons (noise_features=0) a normally
+    trained MLP already keeps a margin of about 0.1, and the gain at 0.1 was small (0.2 to 3.5 points, seeds 0-3).
 
     Accuracy is on 1,000 held-out points; PGD uses 10 steps from a random start. "robust_gain" is PGD accuracy at
     epsilon = 0.1 of the adversarially trained model minus the normal one's (robust_gain_by_epsilon: at every
-    epsilon); "clean_cost" the clean accuracy lost. Measured in fast mode, seeds 0-3: the gain at 0.1 was positive
-    for every seed but small (0.2 to 3.5 points), larger at 0.3 (2 to 8 points), and the clean cost under a point.
+    epsilon); "clean_cost" the clean accuracy lost (negative: gained). Measured in fast mode, seeds 0-3, with 8 noise
+    coordinates: the gain at 0.1 was 40 to 53 points, positive at every epsilon > 0, and clean accuracy ROSE by 3 to
+    5 points (the normal model overfits the noise coordinates; adversarial training acts as a regulariser here).
+    Full mode, seed 0: gain at 0.1 of 40 points (PGD-trained) and 38 (FGSM-trained), clean accuracy up 2 points.
     """
     train_size, steps, hidden = (100, 300, 64) if fast else (200, 1000, 64)
     defences = ("pgd",) if fast else ("fgsm", "pgd")
-    X, y = synthetic.make_moons(train_size + 1000, noise=0.2, rng=seed)
+    X, y = moons_with_noise_features(train_size + 1000, noise_features, seed)
     X_train, y_train, X_test, y_test = X[:train_size], y[:train_size], X[train_size:], y[train_size:]
     start = time.perf_counter()
     models = {}
     for name, attack, epsilon in [("standard", "pgd", 0.0)] + [(f"{a}_trained", a, TRAINING_EPSILON) for a in defences]:
         manual_seed(seed)  # the same initial weights for every model
-        models[name] = make_mlp(2, hidden, 2, depth=3)
+        models[name] = make_mlp(X.shape[1], hidden, 2, depth=3)
         train_adversarially(models[name], X_train, y_train, epsilon, steps, attack=attack, batch_size=32, seed=seed,
                             attack_options={"steps": 3} if attack == "pgd" else None)
     result = {"train_size": train_size, "test_size": len(y_test), "steps": steps, "hidden": hidden,
+              "noise_features": noise_features,
               "training_epsilon": TRAINING_EPSILON, "epsilons": list(epsilons)}
     for name, model in models.items():
         model.eval()
