@@ -1,4 +1,4 @@
-"""Command line: `python -m tinygrad_llm train | sample | quantize | serve | exercises ... | bench ... | tune`
+"""Command line: `python -m tinygrad_llm train | sample | quantize | serve | exercises ... | bank | bench ... | tune`
 (--help for each)."""
 from __future__ import annotations
 
@@ -257,6 +257,7 @@ def _run_quantize(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .benchmarks.command import register as add_bench
     from .exercises.command import register as add_exercises
+    from .question_bank.command import register as add_bank
     from .tuning.command import register as add_tune
 
     parser = argparse.ArgumentParser(prog="python -m tinygrad_llm", description=__doc__)
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quantize(subparsers)
     _add_serve(subparsers)
     add_exercises(subparsers)
+    add_bank(subparsers)
     add_bench(subparsers)
     add_tune(subparsers, add_train_config_flags)
     return parser
