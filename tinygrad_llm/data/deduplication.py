@@ -1,4 +1,4 @@
-"""Deduplicating training text: exact duplicates by hashing, near duplicates by MinHash (CURRICULUM Q07).
+"""Deduplicating training text: exact duplicates by hashing, near duplicates by MinHash (Q07).
 
 Why bother: a pretraining corpus scraped from the web repeats itself (boilerplate, mirrors, quoted
 passages). Every repeat costs compute and teaches nothing new, and a passage seen many times is what a

@@ -2,7 +2,7 @@
 
 Each task maps a source token sequence to exactly one target sequence by a rule written in code, so
 data is free, unlimited and exactly scorable, and one knob (`length`) controls difficulty. Training on
-short lengths and testing on longer ones measures length generalisation (curriculum Q14).
+short lengths and testing on longer ones measures length generalisation (Q14).
 
 - copy, reverse, sort, duplicate: strings of `num_symbols` symbols ("0".."9" by default). Reverse needs
   the last source token first, so a model that squeezes the source into one vector suffers (M30);

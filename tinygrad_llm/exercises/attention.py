@@ -1,4 +1,4 @@
-"""Exercises on attention and the Transformer (CURRICULUM chapter 6): the causal mask, scaled dot-product
+"""Exercises on attention and the Transformer (chapter 6): the causal mask, scaled dot-product
 attention, splitting and merging heads, and a GPT's parameter count in closed form.
 
 Each reference below is the solution a learner sees on request; its def line and docstring are the starter code.

@@ -1,4 +1,4 @@
-"""Exercises on evaluation (CURRICULUM chapter 8): BLEU's clipped n-gram precision and brevity penalty, precision,
+"""Exercises on evaluation (chapter 8): BLEU's clipped n-gram precision and brevity penalty, precision,
 recall and F1 from a confusion matrix, and perplexity from log-probabilities under a padding mask.
 
 Each reference below is the solution a learner sees on request; its def line and docstring are the starter code.
@@ -213,7 +213,7 @@ def _at_least_one(learner, drawn: dict) -> None:
 
 MODIFIED_PRECISION = Exercise(
     name="modified_precision",
-    title="BLEU's modified (clipped) n-gram precision (CURRICULUM Q17)",
+    title="BLEU's modified (clipped) n-gram precision (Q17)",
     statement=(
         "BLEU's precision for order n counts how many of the hypothesis's n-grams appear in the references, but\n"
         "CLIPS each n-gram: it is credited at most as many times as the most any ONE reference contains it, so\n"
@@ -247,7 +247,7 @@ MODIFIED_PRECISION = Exercise(
 
 BREVITY_PENALTY = Exercise(
     name="brevity_penalty",
-    title="BLEU's brevity penalty with several references (CURRICULUM Q17)",
+    title="BLEU's brevity penalty with several references (Q17)",
     statement=(
         "Precision alone rewards a hypothesis that says little: one correct word has precision 1. BLEU\n"
         "multiplies by a brevity penalty. Implement brevity_penalty(hyp_length, ref_lengths): hyp_length is the\n"
@@ -283,7 +283,7 @@ BREVITY_PENALTY = Exercise(
 
 SCORES_FROM_CONFUSION_MATRIX = Exercise(
     name="scores_from_confusion_matrix",
-    title="Precision, recall and F1 from a confusion matrix: macro and micro averaging (CURRICULUM Q17)",
+    title="Precision, recall and F1 from a confusion matrix: macro and micro averaging (Q17)",
     statement=(
         "matrix (C, C) holds counts: matrix[i, j] = examples of TRUE class i that were PREDICTED as class j.\n"
         "For class k: TP = matrix[k, k], FP = rest of column k, FN = rest of row k; precision = TP / (TP + FP),\n"
@@ -325,7 +325,7 @@ SCORES_FROM_CONFUSION_MATRIX = Exercise(
 
 MASKED_PERPLEXITY = Exercise(
     name="masked_perplexity",
-    title="Perplexity of a padded batch from log2-probabilities (CURRICULUM Q17)",
+    title="Perplexity of a padded batch from log2-probabilities (Q17)",
     statement=(
         "A scorer gives log2 p(token | its past) at every position of a padded batch: log2_probs (B, T) float64,\n"
         "and mask (B, T) bool is True for real tokens, False for padding (padding positions hold arbitrary\n"

@@ -1,4 +1,4 @@
-"""Exercises on decoding and fast inference (CURRICULUM chapter 9): temperature, top-k and top-p filtering, and one
+"""Exercises on decoding and fast inference (chapter 9): temperature, top-k and top-p filtering, and one
 decoding step of attention with a KV cache.
 
 Each reference below is the solution a learner sees on request; its def line and docstring are the starter code.

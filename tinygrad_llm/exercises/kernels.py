@@ -1,4 +1,4 @@
-"""Exercises on kernels and performance (CURRICULUM chapter 15): online softmax, a blocked matmul, the attention
+"""Exercises on kernels and performance (chapter 15): online softmax, a blocked matmul, the attention
 backward pass, and placing a kernel on the roofline.
 
 Each reference below is the solution a learner sees on request; its def line and docstring are the starter code.
@@ -374,7 +374,7 @@ ATTENTION_BACKWARD = Exercise(
 
 KERNEL_ROOFLINE = Exercise(
     name="kernel_roofline",
-    title="FLOPs, bytes and arithmetic intensity: is a kernel compute-bound or memory-bound? (CURRICULUM Q40)",
+    title="FLOPs, bytes and arithmetic intensity: is a kernel compute-bound or memory-bound? (Q40)",
     statement=(
         "Place a kernel on the roofline. kernel is \"matmul\" with shape (M, K, N) (C = A @ B with A (M, K),\n"
         "B (K, N)) or \"softmax\" with shape (rows, cols) (along the last axis). dtype_bytes is the size of one\n"

@@ -1,4 +1,4 @@
-"""Exercises on language models (CURRICULUM chapter 5): next-token targets, perplexity, one step of a tanh RNN and of
+"""Exercises on language models (chapter 5): next-token targets, perplexity, one step of a tanh RNN and of
 an LSTM cell, and backpropagation through time by hand.
 
 Each reference below is the solution a learner sees on request; its def line and docstring are the starter code.

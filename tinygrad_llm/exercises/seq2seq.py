@@ -1,4 +1,4 @@
-"""Exercises on encoder-decoder models (CURRICULUM chapter 7): the cross-attention mask, the teacher-forcing
+"""Exercises on encoder-decoder models (chapter 7): the cross-attention mask, the teacher-forcing
 shift, and one step of beam search.
 
 Each reference below is the solution a learner sees on request; its def line and docstring are the starter code.

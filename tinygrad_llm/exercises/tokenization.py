@@ -1,4 +1,4 @@
-"""Exercises on tokenization and text I/O (CURRICULUM chapter 4): the two steps of BPE training, and a padded
+"""Exercises on tokenization and text I/O (chapter 4): the two steps of BPE training, and a padded
 batch with its mask and next-token targets.
 
 Each reference below is the solution a learner sees on request; its def line and docstring are the starter code.

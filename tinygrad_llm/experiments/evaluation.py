@@ -1,6 +1,6 @@
 """Chapter 8 experiments: evaluating language models and classifiers (Q17), and error analysis (Q18).
 
-- bleu_worked_example: the curriculum's BLEU numbers step by step (references first vs swapped, smoothing for
+- bleu_worked_example: the worked BLEU example of Q17 step by step (references first vs swapped, smoothing for
   short sentences, sentence vs corpus BLEU).
 - perplexity_and_bleu_during_training: a small character GPT on the embedded corpus; validation perplexity starts
   near the vocabulary size V and falls, and the BLEU of its greedy continuations rises.
@@ -41,7 +41,7 @@ def _steps(result) -> dict:
 
 
 def bleu_worked_example(fast: bool = True, seed: int = 0) -> dict:
-    """The curriculum's BLEU numbers with every intermediate count (fast and seed change nothing: it is exact).
+    """The worked BLEU example of Q17 with every intermediate count (fast and seed change nothing: it is exact).
 
     - "correct": sentence_bleu([reference], hypothesis); "swapped": the two sentences exchanged (M33);
     - "short": identical 3-token sentences under every smoothing (no 4-gram exists: unsmoothed BLEU is 0);

@@ -1,4 +1,4 @@
-"""Chapter 2 experiments (CURRICULUM.md Q03): why an MLP needs nonlinearities, a stable softmax and a
+"""Chapter 2 experiments (Q03): why an MLP needs nonlinearities, a stable softmax and a
 scaled initialisation, and a first character-level language model.
 
     linear_vs_relu(fast)             three Linear layers with and without ReLU on XOR, two moons, spirals

@@ -1,4 +1,4 @@
-"""Chapter 4 experiments: tokenization, padding and training-data processing (CURRICULUM Q06, Q07).
+"""Chapter 4 experiments: tokenization, padding and training-data processing (Q06, Q07).
 
 Each function returns a dict of plain numbers, lists and strings, so a notebook can print and plot it and a
 test can assert on it. `fast=True` shrinks the text and the training budget for CI; the notebook runs

@@ -1,4 +1,4 @@
-"""Beam search: keep the K most probable prefixes instead of only the best one (CURRICULUM Q14, Q19).
+"""Beam search: keep the K most probable prefixes instead of only the best one (Q14, Q19).
 
 Greedy search commits to the best token at each step; a token that looks slightly worse now may lead to a
 much more probable sequence. Beam search keeps K ("beam width") prefixes per source:

@@ -1,6 +1,6 @@
 """Distinct-n: how varied generated text is (Li et al., 2016), the diversity side of the decoding trade-off.
 
-Greedy decoding tends to repeat itself; higher temperature, top-k and top-p add variety (CURRICULUM Q19).
+Greedy decoding tends to repeat itself; higher temperature, top-k and top-p add variety (Q19).
 Distinct-n counts it: the fraction of a set of samples' n-grams that are different from each other.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@
   the number that says whether the task is solved.
 - teacher-forced token accuracy and loss: every position predicted from the GOLD prefix. It is always at
   least as optimistic, since a model never has to recover from its own mistakes; the gap to exact match is
-  exposure bias (CURRICULUM Q14), and a model that cheats by copying its input (M31) shows ~100% here and
+  exposure bias (Q14), and a model that cheats by copying its input (M31) shows ~100% here and
   ~0% free running.
 
 Decoding is capped at the longest target + 1 tokens: an output still going at that point is wrong anyway

@@ -2,7 +2,7 @@
 
     logits[b, t] = table[ids[b, t]]            table (V, V): row a holds the logits of "what follows a"
 
-The first rung of the ladder (CURRICULUM Q08), and the baseline every neural model must beat. It can be
+The first rung of the ladder (Q08), and the baseline every neural model must beat. It can be
 fitted two ways that meet in the same place:
 - by gradient descent, like any other model here (the table is a Parameter; starting from zeros, the
   prediction is uniform and the loss exactly ln V);

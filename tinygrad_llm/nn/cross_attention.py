@@ -1,4 +1,4 @@
-"""Cross-attention: how a decoder reads the encoder (CURRICULUM Q14-Q15).
+"""Cross-attention: how a decoder reads the encoder (Q14-Q15).
 
     queries from the decoder      q = W_q x              x (B, T, d): one per target position
     keys, values from the encoder k = W_k m, v = W_v m   m (B, S, d): one per SOURCE token

@@ -1,4 +1,4 @@
-"""The Transformer decoder block of an encoder-decoder (CURRICULUM Q15), pre-LN like TransformerBlock:
+"""The Transformer decoder block of an encoder-decoder (Q15), pre-LN like TransformerBlock:
 
     x = x + SelfAttention(LayerNorm(x), causal)          the target prefix, each position sees itself and the past
     x = x + CrossAttention(LayerNorm(x), encoder states)  then reads the source (no causal mask, source pads hidden)

@@ -14,7 +14,7 @@ sample changes (tests/test_recurrent.py).
 
 Where the time goes. Layer l's input projection x @ W_ih.T + b_ih does not depend on the state, so it is
 ONE (B*T, I) @ (I, G*H) matmul for all T steps, hoisted out of the time loop; only h @ W_hh.T and the gate
-arithmetic are sequential. That loop is what a Transformer removes (CURRICULUM Q10).
+arithmetic are sequential. That loop is what a Transformer removes (Q10).
 
 Truncated backpropagation through time (TBPTT). Backpropagating through a whole book is impossible, so
 long text is cut into chunks. Carry the state from chunk to chunk so the model still sees the past, but

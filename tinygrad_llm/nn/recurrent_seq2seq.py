@@ -1,4 +1,4 @@
-"""An RNN encoder-decoder, with or without additive attention (CURRICULUM Q14; Cho et al. 2014, Bahdanau et al. 2014).
+"""An RNN encoder-decoder, with or without additive attention (Q14; Cho et al. 2014, Bahdanau et al. 2014).
 
     encoder:  source (B, S) -> embedding -> GRU or LSTM -> states h_1 .. h_S (B, S, H)
               final state = h at the LAST REAL token of each source (pads come after it and are skipped)

@@ -11,7 +11,7 @@ Each step is split in two halves, and the split is the reason an RNN layer is as
 `project_input(x)` = x @ W_ih.T + b_ih does not depend on the previous state, so a layer computes it for
 every time step in ONE big matmul; only `step(projected_x, state)`, which needs h_{t-1}, runs in the loop.
 
-Why gates fix vanishing gradients (CURRICULUM Q09). In a tanh RNN, h_t = tanh(W_ih x_t + W_hh h_{t-1} + b),
+Why gates fix vanishing gradients (Q09). In a tanh RNN, h_t = tanh(W_ih x_t + W_hh h_{t-1} + b),
 so dh_t/dh_{t-1} = diag(1 - h_t^2) W_hh: backpropagating over k steps multiplies k such matrices, and with
 W_hh's spectral radius below 1 (or saturated tanh units) the gradient shrinks like radius^k. An LSTM
 instead carries a cell state that is updated ADDITIVELY, c_t = f * c_{t-1} + i * g, so dc_t/dc_{t-1} =

@@ -1,4 +1,4 @@
-"""The Transformer encoder-decoder (CURRICULUM Q15; "Attention Is All You Need", pre-LN as in T5 and GPT-2).
+"""The Transformer encoder-decoder (Q15; "Attention Is All You Need", pre-LN as in T5 and GPT-2).
 
     source (B, S) -> embedding + source positions -> N_enc x TransformerBlock(causal=False, source pads masked)
                   -> final LayerNorm                                                  encoder states (B, S, d)

@@ -1,4 +1,4 @@
-"""Training an encoder-decoder on a synthetic task, with teacher forcing (CURRICULUM Q14-Q15).
+"""Training an encoder-decoder on a synthetic task, with teacher forcing (Q14-Q15).
 
 Each step draws a FRESH batch of examples from the task (data is unlimited, so there is no epoch and no
 memorising a fixed training set), never one of the held-out examples, and trains every target position
