@@ -1,5 +1,5 @@
-"""Command line: `python -m tinygrad_llm train | sample | quantize | serve | exercises ... | bank | bench ... | tune`
-(--help for each)."""
+"""Command line: `python -m tinygrad_llm train | sample | quantize | serve | exercises ... | bank | quiz | bench ...
+| tune` (--help for each)."""
 from __future__ import annotations
 
 import argparse
@@ -258,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .benchmarks.command import register as add_bench
     from .exercises.command import register as add_exercises
     from .question_bank.command import register as add_bank
+    from .question_bank.quiz import register as add_quiz
     from .tuning.command import register as add_tune
 
     parser = argparse.ArgumentParser(prog="python -m tinygrad_llm", description=__doc__)
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     add_exercises(subparsers)
     add_bank(subparsers)
+    add_quiz(subparsers)
     add_bench(subparsers)
     add_tune(subparsers, add_train_config_flags)
     return parser
