@@ -3,17 +3,13 @@ answers are rejected by the property that names their bug. The wrong answers bel
 after the bug, and double as spot-the-bug material.
 """
 
-import argparse
-import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 import tinygrad_llm.exercises as ex
 from tinygrad_llm.exercises.backprop import Q01_INPUTS, Q01_TABLE, sigmoid
-from tinygrad_llm.exercises.command import register
 from tinygrad_llm.exercises.optimizers import global_norm
 from test_exercises_kernels import WRONG_ANSWERS as KERNEL_WRONG_ANSWERS  # the chapter-15 exercises, kept in their own file
 from test_exercises_attention import WRONG_ANSWERS as ATTENTION_WRONG_ANSWERS  # chapter 6
@@ -427,93 +423,3 @@ def test_notebook_api_errors_name_the_fix():
         ex.show("sofmax")
     with pytest.raises(TypeError, match="pass the function itself"):
         ex.check("softmax", "softmax")
-
-
-# ---- command line ----------------------------------------------------------------------------------------
-
-def run_command(argv, capsys):
-    """Parse and run `tinygrad-llm exercises ...` as the lead's __main__ does; return (exit code, stdout, stderr)."""
-    parser = argparse.ArgumentParser(prog="tinygrad-llm")
-    register(parser.add_subparsers(dest="command", required=True))
-    try:
-        args = parser.parse_args(["exercises", *argv])
-        code = args.func(args) or 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-        if isinstance(exit_.code, str):
-            print(exit_.code, file=sys.stderr)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def write_solution(tmp_path, source):
-    path = tmp_path / "solution.py"
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
-def test_cli_list_show_hint_solution(capsys):
-    code, out, _ = run_command(["list"], capsys)
-    assert code == 0 and all(name in out for name in NAMES)
-    code, out, _ = run_command(["show", "adam_step"], capsys)
-    assert code == 0 and "raise NotImplementedError" in out
-    code, out, _ = run_command(["hint", "adam_step", "--level", "2"], capsys)
-    assert code == 0 and "Hint 2/" in out
-    code, _, err = run_command(["hint", "adam_step", "--level", "9"], capsys)
-    assert code == 1 and "level=1..3" in err
-    code, out, _ = run_command(["solution", "adam_step"], capsys)
-    assert code == 0 and "def adam_step(" in out
-    code, _, err = run_command(["show", "no_such_exercise"], capsys)
-    assert code == 2 and "invalid choice" in err
-
-
-def test_cli_check_passes_and_fails_with_exit_codes(tmp_path, capsys):
-    good = write_solution(tmp_path, """
-        import numpy as np
-
-        def softmax(x, axis=-1):
-            e = np.exp(x - x.max(axis=axis, keepdims=True))
-            return e / e.sum(axis=axis, keepdims=True)
-    """)
-    code, out, _ = run_command(["check", "softmax", str(good)], capsys)
-    assert code == 0 and "PASS" in out
-
-    bad = write_solution(tmp_path, """
-        import numpy as np
-
-        def softmax(x, axis=-1):
-            e = np.exp(x)
-            return e / e.sum(axis=axis, keepdims=True)
-    """)
-    code, out, _ = run_command(["check", "softmax", str(bad)], capsys)
-    assert code == 1 and "FAIL" in out and "+-1e4" in out
-
-
-def test_cli_check_explains_a_missing_file_or_function(tmp_path, capsys):
-    code, _, err = run_command(["check", "softmax", str(tmp_path / "missing.py")], capsys)
-    assert code == 1 and "not found" in err
-
-    other = write_solution(tmp_path, "def something_else():\n    pass\n")
-    code, _, err = run_command(["check", "softmax", str(other)], capsys)
-    assert code == 1 and "defines no function named `softmax`" in err and "def softmax(x" in err
-
-    broken = write_solution(tmp_path, "def softmax(x, axis=-1)\n    return x\n")
-    code, _, err = run_command(["check", "softmax", str(broken)], capsys)
-    assert code == 1 and "SyntaxError" in err
-
-
-def test_cli_in_a_subprocess_leaves_no_hypothesis_folder(tmp_path):
-    starter = tmp_path / "starter.py"
-    starter.write_text(ex.get_exercise("unbroadcast").starter_code)
-    program = ("import argparse, sys\n"
-               "from tinygrad_llm.exercises.command import register\n"
-               "parser = argparse.ArgumentParser(prog='tinygrad-llm')\n"
-               "register(parser.add_subparsers(dest='command', required=True))\n"
-               "args = parser.parse_args(sys.argv[1:])\n"
-               "sys.exit(args.func(args))\n")
-    run = subprocess.run([sys.executable, "-c", program, "exercises", "check", "unbroadcast", str(starter)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert run.returncode == 1, run.stderr
-    assert "not implemented yet" in run.stdout
-    assert "Traceback" not in run.stderr
-    assert not (tmp_path / ".hypothesis").exists()  # derandomized, no example database, no constants cache

@@ -221,7 +221,8 @@ LINEAR_BACKWARD = Exercise(
         "multiply g (N, out) with x (N, in) or W (out, in) to get it.",
         "dx (N, in) comes from g (N, out) and W (out, in); dW (out, in) from g transposed and x. b is added "
         "to every row, so its gradient adds up the rows of g.",
-        "return g @ W, g.T @ x, g.sum(axis=0)",
+        "dx is g times W with no transpose; dW is the transpose of g times x; db is the sum of g over the batch axis "
+        "(axis 0). Return them in that order.",
     ),
     checks=(
         has_reference_shapes(linear_backward, linear_inputs(), "returns (dx, dW, db) with the shapes of x, W and b",

@@ -541,8 +541,9 @@ QUANTIZE_PER_CHANNEL_INT8 = Exercise(
         "|w| of a row must land exactly on 127: anything smaller would be clipped, anything larger wastes codes.",
         "Use np.rint (round to nearest), not .astype(np.int8) on w / scale alone, which truncates toward zero. A "
         "zero row would divide 0 by 0: np.where(largest > 0, largest / 127, 1.0) avoids it.",
-        "largest = np.abs(w).max(axis=1, keepdims=True); scales = np.where(largest > 0, largest / 127, 1.0); "
-        "q = np.clip(np.rint(w / scales), -127, 127).astype(np.int8); return q, scales, q * scales",
+        "Per row: the scale is the largest |w| over 127, or 1 for an all-zero row. The codes are w over the scale, "
+        "rounded with np.rint, clipped to [-127, 127] and cast to int8. The dequantized weights are codes times "
+        "scales.",
     ),
     checks=(
         Check(HALF_STEP, weight_matrices(), _within_half_a_step),
@@ -567,7 +568,8 @@ PACK_INT4 = Exercise(
         "4 bits are the 4-bit two's complement you want.",
         "Keep only the low 4 bits of every value (& 0x0F) before combining, or the four high bits of a negative "
         "value overwrite its neighbour. Then byte = even column | (odd column << 4).",
-        "nibbles = values.astype(np.uint8) & 0x0F; return nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)",
+        "Cast to uint8 and keep the low four bits of every value with a bitwise and. Each output byte is the even "
+        "column OR the odd column shifted left by 4.",
     ),
     checks=(
         Check(LOW_NIBBLE_FIRST, int4_inputs(low=0), _low_nibble_first),
@@ -591,8 +593,8 @@ MAGNITUDE_PRUNE_MASK = Exercise(
         "together (one mask for the whole tensor), not row by row.",
         "Round the kept count UP with ceil, so sparsity 0 keeps everything. A threshold (|w| >= the k-th largest) "
         "keeps too many when weights tie; take exactly k positions from an argsort instead.",
-        "keep = int(np.ceil((1 - sparsity) * w.size)); order = np.argsort(-np.abs(w), axis=None); "
-        "mask = np.zeros(w.size, dtype=bool); mask[order[:keep]] = True; return mask.reshape(w.shape)",
+        "keep = ceil((1 - sparsity) * w.size). A stable argsort of -|w| over the flattened tensor (axis=None) ranks "
+        "the entries; set the first `keep` of them True in a flat False mask, then reshape it to w's shape.",
     ),
     checks=(
         Check(KEEP_COUNT, pruning_inputs(), _keeps_the_count),
@@ -715,8 +717,8 @@ BATCHING_THROUGHPUT_AND_LATENCY = Exercise(
         "In a batch the i-th arrival (i = 0..b-1) waits (b - 1 - i) / arrival_rate for the last one; the mean wait "
         "is (b - 1) / (2 * arrival_rate). Dividing t(b) by b is the time per request of the server, not what any "
         "request waits.",
-        "step_time = step_fixed + step_per_request * batch_sizes; return batch_sizes / step_time, "
-        "(batch_sizes - 1) / (2 * arrival_rate) + step_time",
+        "The step time is step_fixed plus step_per_request times the batch size. Throughput is batch size over step "
+        "time; latency is the mean wait for the batch to fill, (b - 1) / (2 * arrival_rate), plus one step time.",
     ),
     checks=(
         has_reference_shapes(batching_throughput_and_latency, batching_inputs(),

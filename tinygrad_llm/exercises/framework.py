@@ -140,6 +140,12 @@ class Exercise:
         sources = [textwrap.dedent(inspect.getsource(function)) for function in (*self.helpers, self.reference)]
         return "import numpy as np\n\n\n" + "\n\n".join(sources)
 
+    @property
+    def difficulty(self) -> str:
+        """How much code a correct answer takes: "easy" (1-3 lines like the reference's), "medium" (4-7), "hard"."""
+        lines = sum(len(code_lines(function)) for function in (*self.helpers, self.reference))
+        return "easy" if lines <= 3 else "medium" if lines <= 7 else "hard"
+
     def starter_function(self) -> Callable:
         """The starter code as a function (it raises NotImplementedError), for trying the grader out."""
         namespace: dict[str, Any] = {}
@@ -167,6 +173,19 @@ class Exercise:
             raise ValueError(f"the reference for exercise {self.name!r} needs a docstring: it is the starter's")
         lines = source.splitlines()
         return "\n".join(lines[:docstring.lineno - 1]), "\n".join(lines[docstring.lineno - 1:docstring.end_lineno])
+
+
+def code_lines(function: Callable) -> list[str]:
+    """The lines of code in a function's body, stripped; the def line, docstring, comments and blank lines left out."""
+    source = textwrap.dedent(inspect.getsource(function))
+    definition = ast.parse(source).body[0]
+    statements = definition.body
+    if isinstance(statements[0], ast.Expr) and isinstance(statements[0].value, ast.Constant):
+        statements = statements[1:]
+    source_lines = source.splitlines()
+    lines = (line.split("#")[0].strip()
+             for statement in statements for line in source_lines[statement.lineno - 1:statement.end_lineno])
+    return [line for line in lines if line]
 
 
 @contextmanager

@@ -320,9 +320,9 @@ TEMPERATURE_SOFTMAX = Exercise(
         "dividing by 0 gives inf and nan.",
         "Subtract each row's max before dividing: (z - max z) / tau is <= 0 everywhere, so exp never overflows, and "
         "softmax ignores the shift. For tau = 0 build zeros and put a 1 at logits.argmax(axis=-1) in each row.",
-        "exps = np.exp((logits - logits.max(axis=-1, keepdims=True)) / temperature); return exps / exps.sum(axis=-1, "
-        "keepdims=True); and for temperature == 0: np.put_along_axis(zeros, logits.argmax(axis=-1)[:, None], 1.0, "
-        "axis=-1)",
+        "For temperature 0, build a zero array and place a 1 at each row's argmax (np.put_along_axis). Otherwise "
+        "subtract each row's max from the logits, divide by the temperature, exponentiate, and normalise each row by "
+        "its sum.",
     ),
     checks=(
         Check(DISTRIBUTION, temperature_inputs(), _rows_are_distributions),
@@ -349,8 +349,8 @@ TOP_K_FILTER = Exercise(
         "Rank each row from the largest logit to the smallest, then mask everything ranked k or later.",
         "np.argsort sorts ascending: sort -logits. A threshold (logits < k-th largest value) keeps ALL ties of the "
         "k-th value, more than k tokens; kind=\"stable\" keeps tied entries in index order, which is the tie rule.",
-        "order = np.argsort(-logits, axis=-1, kind=\"stable\"); filtered = logits.copy(); "
-        "np.put_along_axis(filtered, order[:, k:], -np.inf, axis=-1)",
+        "Sort -logits with a stable argsort along the last axis; in a copy of the logits, write -inf at the positions "
+        "that rank k or later in each row (np.put_along_axis with the tail of that order).",
     ),
     checks=(
         Check(ONLY_DROPS_K, top_k_inputs(), _top_k_only_drops),
@@ -380,9 +380,9 @@ TOP_P_FILTER = Exercise(
         "mass_before = cumsum - sorted probabilities. Keep while mass_before < p - 1e-9 (drop once it reaches "
         "p): `cumsum < p` would drop the token that crosses p, and without the 1e-9 a sum that should equal p "
         "but rounds below it keeps one token too many. Then scatter the decisions back to the original order.",
-        "order = np.argsort(-logits, axis=-1, kind=\"stable\"); sorted_p = np.take_along_axis(probabilities, order, "
-        "axis=-1); drop = np.zeros(logits.shape, bool); np.put_along_axis(drop, order, np.cumsum(sorted_p, axis=-1) "
-        "- sorted_p >= p - 1e-9, axis=-1); return np.where(drop, -np.inf, logits)",
+        "With a stable argsort of -logits, gather the probabilities in that order (np.take_along_axis); the mass "
+        "before each token is the running sum minus the token itself. Mark a token dropped when that mass reaches p - "
+        "1e-9, scatter the marks back with np.put_along_axis, and set dropped logits to -inf.",
     ),
     checks=(
         Check(KEEPS_P, top_p_inputs(), _holds_at_least_p),
@@ -413,8 +413,9 @@ KV_CACHE_DECODE_STEP = Exercise(
         "scores (B, H, T + 1) = sum over D of q[:, :, None] * keys, divided by sqrt(D); softmax over the LAST axis "
         "(the keys, not the heads), with the row max subtracted; out = sum over the keys of weights[..., None] * "
         "values. No mask is needed: every cached token is in the past.",
-        "keys = np.concatenate([k_cache, k_new[:, :, None]], axis=2); scores = np.einsum(\"bhd,bhtd->bht\", q, keys) "
-        "/ np.sqrt(q.shape[-1]); out = np.einsum(\"bht,bhtd->bhd\", weights, values)",
+        "Append the new key and value as one more position on axis 2 of each cache. The scores are q dotted with "
+        "every key over D (np.einsum or broadcasting), over sqrt(D); a stable softmax over the keys; the output is "
+        "the weighted sum of the values. Return it with the grown caches.",
     ),
     checks=(
         has_reference_shapes(kv_cache_decode_step, decode_inputs(min_cached=1),

@@ -302,8 +302,8 @@ INTEGRATED_GRADIENTS = Exercise(
         "baseline), and ask f.gradient for all of them in one call.",
         "The average of the gradients over the rows approximates the integral; it still has to be multiplied by "
         "(x - baseline), coordinate by coordinate. Check completeness yourself: the sum should be f(x) - f(baseline).",
-        "alphas = (np.arange(steps) + 0.5) / steps; path = baseline + alphas[:, None] * (x - baseline); "
-        "return (x - baseline) * <the mean over the path of f's gradient>",
+        "Use the midpoints alpha_k = (k + 1/2) / steps for k = 0..steps-1; the path rows are baseline plus alpha_k "
+        "times (x - baseline). Average f's gradient over those rows (axis 0) and multiply by (x - baseline).",
     ),
     checks=(
         has_reference_shapes(integrated_gradients, ig_inputs(), IG_SHAPES),
@@ -331,8 +331,9 @@ SHAPLEY_THREE_PLAYERS = Exercise(
         "Equivalently, player i gets sum over S not containing i of |S|! (2 - |S|)! / 3! * (value[S + i] - "
         "value[S]): weights 1/3 for S = (), 1/6 for each of the two singletons, 1/3 for the pair. Leave-one-out is "
         "not this, nor is a plain average over the 4 coalitions.",
-        "for each order: arrived = (); for player in order: joined = tuple(sorted(arrived + (player,))); "
-        "phi[player] += value[joined] - value[arrived]; arrived = joined. Return phi / 6.",
+        "For each of the 6 orders, start with nobody; add the players one at a time, keep the coalition as a sorted "
+        "tuple, and credit each player with value[with them] minus value[without them]. Average those credits over "
+        "the 6 orders.",
     ),
     checks=(
         has_reference_shapes(shapley_three_players, value_functions(), SHAPLEY_SHAPES),
@@ -361,9 +362,9 @@ LOGIT_LENS_READOUT = Exercise(
         "Do not skip the norm: the head was trained on normalised vectors, and the raw stream's size and mean grow "
         "from layer to layer. The variance is the mean of squared deviations (np.var, not the n - 1 version); eps "
         "goes inside the square root.",
-        "centred = residual - residual.mean(-1, keepdims=True); normed = centred / np.sqrt((centred ** 2).mean(-1, "
-        "keepdims=True) + eps) * norm_weight + norm_bias; logits = normed @ unembedding.T; then a stable softmax "
-        "over axis -1 and its argmax",
+        "LayerNorm each position: subtract the mean over the last axis, divide by the square root of (mean of squares "
+        "+ eps), then times norm_weight plus norm_bias. Multiply by the unembedding's transpose to get logits; "
+        "return their stable softmax and its argmax.",
     ),
     checks=(
         has_reference_shapes(logit_lens_readout, lens_inputs(), LENS_SHAPES, names=LENS_FIELDS),

@@ -295,9 +295,10 @@ ONLINE_SOFTMAX = Exercise(
         "Each old term exp(x_j - m_old) must become exp(x_j - m_new): multiply s by exp(m_old - m_new) (that "
         "is 1 when the max did not change). If a row has seen only -inf, m_new is -inf and m_old - m_new is "
         "-inf - (-inf) = nan: take the exponentials against 0 instead (s is still 0, so nothing changes).",
-        "m_new = np.maximum(m, chunk.max(axis=-1, keepdims=True)); shift = np.where(np.isfinite(m_new), m_new, 0); "
-        "s = s * np.exp(m - shift) + np.exp(chunk - shift).sum(axis=-1, keepdims=True); m = m_new. "
-        "After the loop: return np.exp(x - m) / s",
+        "Per chunk: the new max is the larger of the running max and the chunk's max; rescale the running sum by "
+        "exp(old max - new max) (using 0 as the reference while the max is still -inf), and add the chunk's "
+        "exponentials taken against the new max. At the end, exponentiate x against the final max and divide by the "
+        "sum.",
     ),
     checks=(
         has_reference_shapes(online_softmax, online_softmax_inputs(), "returns an array of x's shape"),
@@ -328,7 +329,8 @@ BLOCKED_MATMUL = Exercise(
         "over N, then k over K.",
         "NumPy slices stop at the end of the array, so A[i:i + block] already is the short last block; a loop "
         "over range(M // block) loses it. The (i, j) tile of C is a SUM over all k tiles: +=, not =.",
-        "C[i:i + block, j:j + block] += A[i:i + block, k:k + block] @ B[k:k + block, j:j + block]",
+        "Inside the three loops, the (i, j) block of C gains the product of A's (i, k) block and B's (k, j) block; "
+        "each block is a slice of `block` rows and columns starting at the loop index.",
     ),
     checks=(
         has_reference_shapes(blocked_matmul, blocked_matmul_inputs(), "returns C of shape (M, N)"),
@@ -360,8 +362,9 @@ ATTENTION_BACKWARD = Exercise(
         "dv = P^T d_out and dP = d_out v^T. Through the row softmax dS = P * (dP - rowsum(dP * P)), and "
         "rowsum(dP * P) = rowsum(d_out * out), which is how kernels compute it. S carries the scale, so dq and "
         "dk both carry it too.",
-        "ds = p * (dp - (d_out * out).sum(axis=-1, keepdims=True)); return ds @ k * scale, ds.T @ q * scale, "
-        "p.T @ d_out",
+        "Recompute P with the helper. dv is P transposed times d_out; dP is d_out times v transposed; dS is P times "
+        "(dP minus the row sums of d_out * out). dq is dS times k and dk is dS transposed times q, both times the "
+        "scale 1 / sqrt(D).",
     ),
     checks=(
         has_reference_shapes(attention_backward, attention_inputs(), "returns (dq, dk, dv) with the shapes of q, k, v",
@@ -397,8 +400,9 @@ KERNEL_ROOFLINE = Exercise(
         "Each of the M*N outputs of a matmul is a sum of K products: K multiplies and K adds, 2*M*K*N in all. "
         "You get the LOWER roof, never just the peak: softmax does 5 FLOPs per 2*dtype_bytes bytes, far below "
         "any machine's ridge point peak_flops / bandwidth.",
-        "bytes_moved = dtype_bytes * elements; intensity = flops / bytes_moved; attainable = min(peak_flops, "
-        "intensity * bandwidth); bound = \"memory\" if intensity * bandwidth < peak_flops else \"compute\"",
+        "Bytes moved are dtype_bytes times the elements read and written; intensity is FLOPs over bytes; the "
+        "attainable FLOP/s is the smaller of the peak and intensity times bandwidth, and the kernel is memory-bound "
+        "exactly when the bandwidth roof is the lower one.",
     ),
     checks=(
         Check(MULTIPLY_ADD, roofline_inputs("matmul"), _counts_multiply_add),

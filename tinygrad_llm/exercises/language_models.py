@@ -270,8 +270,8 @@ SHIFT_TARGETS = Exercise(
         "Window i starts at i * block_size. Its targets are the same slice moved one token to the right.",
         "The last target of window N - 1 is tokens[N * block_size], so you need N * block_size + 1 tokens: "
         "that is why N = (len(tokens) - 1) // block_size, not len(tokens) // block_size.",
-        "count = (len(tokens) - 1) // block_size; inputs = tokens[:count * block_size].reshape(count, block_size); "
-        "targets = tokens[1:count * block_size + 1].reshape(count, block_size)",
+        "N = (len(tokens) - 1) // block_size windows. The inputs are the first N * block_size tokens reshaped to (N, "
+        "block_size); the targets are the same number of tokens starting one position later, reshaped the same way.",
     ),
     checks=(
         has_reference_shapes(shift_targets, token_streams(),
@@ -297,7 +297,8 @@ PERPLEXITY_FROM_LOSSES = Exercise(
         "A model that gives every token probability 1/V has loss ln V per token; its perplexity should be V.",
         "Average over tokens, not over documents: a 1-token document must not weigh as much as a 1000-token "
         "one. Exponentiate the mean loss (natural log, so exp, not 2 **); never exp the SUM.",
-        "return float(np.exp(np.concatenate(token_losses).mean()))",
+        "Join the documents' per-token losses into one array (np.concatenate), take its mean, exponentiate it with "
+        "np.exp and return a float.",
     ),
     checks=(
         Check(UNIFORM, uniform_model_losses(), _uniform_gives_vocab_size),
@@ -321,7 +322,8 @@ RNN_FORWARD_STEP = Exercise(
         "Two matrix products, one bias, one tanh. Check the shapes: x @ W_ih.T is (B, H).",
         "Weights are stored (out, in), so a batch of row vectors multiplies their transposes. The tanh wraps the "
         "whole sum: the input term, the recurrent term and the bias.",
-        "return np.tanh(x @ W_ih.T + h @ W_hh.T + b)",
+        "Sum the input term (x times the transpose of W_ih), the recurrent term (h times the transpose of W_hh) and "
+        "b, then apply np.tanh to that sum.",
     ),
     checks=(
         has_reference_shapes(rnn_forward_step, rnn_step_inputs(), "returns the new state of shape (B, H)"),
@@ -349,8 +351,9 @@ LSTM_CELL_STEP = Exercise(
         "(i, f, g, o).",
         "The cell is updated additively: the forget gate scales the OLD cell, the input gate scales the "
         "candidate tanh(g). The output uses the NEW cell.",
-        "i, f, g, o = np.split(x @ W_ih.T + h @ W_hh.T + b, 4, axis=-1); "
-        "c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g); return sigmoid(o) * np.tanh(c_new), c_new",
+        "Split the single pre-activation (both products plus b) into four blocks along the last axis with np.split. "
+        "New cell: sigmoid(f) times the old c plus sigmoid(i) times tanh(g). New hidden state: sigmoid(o) times tanh "
+        "of the NEW cell. Return both.",
     ),
     checks=(
         has_reference_shapes(lstm_cell_step, lstm_inputs(), "returns (h_new, c_new), each of shape (B, H)",
@@ -377,11 +380,12 @@ BPTT_GRADIENT = Exercise(
     hints=(
         "Run the forward pass and keep every state h_0..h_T. dL/dh_T = (w_out @ h_T - y) * w_out. Then walk "
         "the steps backwards.",
-        "At step t: da = dh * (1 - h_t**2) (tanh's derivative from its output); add outer(da, xs[t-1]) to "
-        "dW_ih, outer(da, h_{t-1}) to dW_hh (the state that went IN), da to db; then dh = W_hh.T @ da is the "
-        "gradient of the previous state. After the last (first) step, dh is dh0.",
-        "for t in range(T, 0, -1): da = dh * (1 - states[t]**2); dW_ih += np.outer(da, xs[t-1]); "
-        "dW_hh += np.outer(da, states[t-1]); db += da; dh = W_hh.T @ da",
+        "At step t: da is dh times tanh's derivative 1 - h_t squared (from its output); add the outer product of da "
+        "with xs[t-1] to dW_ih and with h_{t-1} to dW_hh (the state that went IN), da to db; then the transpose of "
+        "W_hh times da is the gradient of the previous state. After the last (first) step, that is dh0.",
+        "Loop t from T down to 1, carrying dh. Each step: the tanh derivative at states[t] turns dh into da; "
+        "accumulate three gradients from da (outer products with the input and with the previous state, and da "
+        "itself); then pass da back through W_hh's transpose to get the next dh.",
     ),
     checks=(
         has_reference_shapes(bptt_gradient, bptt_inputs(), "returns (dW_ih, dW_hh, db, dh0) with the shapes of "

@@ -155,7 +155,8 @@ SGD_MOMENTUM_STEP = Exercise(
         "Three lines: the effective gradient (with the L2 term), the new velocity, the new weights.",
         "The L2 penalty (wd/2)|w|^2 has gradient wd * w; add it to grad first. The velocity is a running "
         "sum, v = momentum * v + g (PyTorch does not multiply g by 1 - momentum). Step with the NEW velocity.",
-        "g = grad + weight_decay * w; v = momentum * velocity + g; return w - lr * v, v",
+        "First the effective gradient, grad plus weight_decay times w. The new velocity is momentum times the old "
+        "velocity plus that gradient. The new weights are w minus lr times the NEW velocity; return both.",
     ),
     checks=(
         has_reference_shapes(sgd_momentum_step, sgd_inputs(), "returns (new_w, new_velocity) with w's shape",
@@ -181,9 +182,9 @@ ADAM_STEP = Exercise(
         "then step.",
         "m and v start at 0, so early averages are too small by the factor (1 - beta^t); divide by it. Without "
         "that, the first step moves by lr * (1 - beta1) / sqrt(1 - beta2), about 3.16 * lr, not lr.",
-        "new_m = beta1*m + (1-beta1)*grad; new_v = beta2*v + (1-beta2)*grad**2; "
-        "m_hat = new_m / (1 - beta1**t); v_hat = new_v / (1 - beta2**t); "
-        "return w - lr * m_hat / (np.sqrt(v_hat) + eps), new_m, new_v",
+        "m moves towards grad by the fraction (1 - beta1), v towards grad squared by (1 - beta2). Divide each by one "
+        "minus its beta to the power t to undo the zero start. The step is lr times corrected m over (square root of "
+        "corrected v plus eps); return the new w with the UNcorrected m and v.",
     ),
     checks=(
         has_reference_shapes(adam_step, adam_inputs(), "returns (new_w, new_m, new_v) with w's shape",

@@ -489,9 +489,9 @@ MLM_MASK = Exercise(
         "from it and from action_u.",
         "np.where(condition, a, b) picks per position. The random branch is action_u in [0.8, 0.9); the targets are "
         "ids where selected, -100 elsewhere, including the 10% that kept their token (the model is scored there too).",
-        "selected = ~padding & (select_u < 0.15); inputs = np.where(selected & (action_u < 0.8), mask_id, ids); "
-        "inputs = np.where(selected & (action_u >= 0.8) & (action_u < 0.9), random_ids, inputs); "
-        "targets = np.where(selected, ids, -100)",
+        "Selected positions: not padding and select_u under 0.15. Among them, action_u under 0.8 becomes mask_id, "
+        "action_u in [0.8, 0.9) becomes the random id, the rest keep their id (np.where, twice). The targets are the "
+        "ids at selected positions and -100 everywhere else.",
     ),
     checks=(
         Check(MLM_SHAPES, mlm_inputs(), _returns_two_id_arrays),
@@ -518,7 +518,8 @@ LORA_FORWARD_AND_MERGE = Exercise(
         "build an (out, in) matrix for the forward pass; that is what the merge is for.",
         "x A^T B^T = x (B A)^T, so the weight that computes the same function is W + scale * (B @ A), shape (out, in). "
         "The scale alpha / r appears in both, so that changing r does not change the update's size.",
-        "scale = alpha / A.shape[0]; y = x @ W.T + b + scale * (x @ A.T) @ B.T; return y, W + scale * (B @ A)",
+        "scale = alpha / r, with r the number of rows of A. The output is the frozen layer's output plus scale times "
+        "x through A's transpose and then B's transpose. The merged weight is W plus scale times the product B A.",
     ),
     checks=(
         has_reference_shapes(lora_forward_and_merge, lora_inputs(), LORA_SHAPES, names=LORA_FIELDS),
@@ -549,8 +550,9 @@ DPO_LOSS = Exercise(
         "beta. At the start the policy is the reference, so the margin is 0 and the loss is -log(1/2) = ln 2.",
         "-log sigmoid(m) = log(1 + e^-m). For m = -1e4, e^-m overflows; np.logaddexp(0, -m) computes log(e^0 + e^-m) "
         "without ever forming e^-m.",
-        "margin = beta * ((policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)); "
-        "return float(np.mean(np.logaddexp(0.0, -margin)))",
+        "The margin is beta times (chosen log-ratio minus rejected log-ratio), each log-ratio being policy minus "
+        "reference. The loss is the mean over pairs of log(1 + e^-margin), computed as np.logaddexp of 0 and minus "
+        "the margin.",
     ),
     checks=(
         has_reference_shapes(dpo_loss, dpo_inputs(), "returns one float"),
@@ -610,8 +612,8 @@ RESERVOIR_SAMPLE = Exercise(
         "is full, a new item must sometimes be skipped: otherwise the last items crowd out the early ones.",
         "One draw does both jobs: j = rng.integers(n) is uniform in 0..n-1, so j < capacity happens with probability "
         "capacity / n, and then j is a uniformly random slot to replace. rng.integers(n - 1) is off by one.",
-        "for n, item in enumerate(stream, start=1): if len(sample) < capacity: sample.append(item) else: "
-        "j = rng.integers(n); if j < capacity: sample[j] = item",
+        "For the n-th item (counting from 1): while the sample is short, append it; once it is full, draw j uniform "
+        "in 0..n-1 with rng.integers(n), and if j is below the capacity, the item replaces slot j.",
     ),
     checks=(
         Check(RESERVOIR_SIZE, reservoir_inputs(), _keeps_the_right_number),
@@ -640,7 +642,8 @@ CONCAT_MLP_FUSION = Exercise(
         "The ReLU must come after the modalities meet: a hidden unit relu(u . text + v . image + c) bends on a "
         "mixture of both. A ReLU on each embedding before concatenating, or none at all, leaves the logits "
         "g(text) + k(image).",
-        "hidden = np.maximum(np.concatenate([text, image], axis=1) @ W1.T + b1, 0.0); return hidden @ W2.T + b2",
+        "Concatenate text and image along the feature axis, apply the first linear layer (W1 transposed, plus b1) and "
+        "a ReLU (np.maximum with 0), then the second linear layer (W2 transposed, plus b2).",
     ),
     checks=(
         has_reference_shapes(concat_mlp_fusion, fusion_inputs(), FUSION_SHAPES),

@@ -141,7 +141,9 @@ SOFTMAX = Exercise(
         "exp(1e4) is inf and exp(-1e4) is 0, so the naive formula gives inf/inf or 0/0 = nan. Softmax does not "
         "change when you subtract the same constant from every entry of a slice: which constant makes the "
         "largest exponent exp(0) = 1?",
-        "exps = np.exp(x - x.max(axis=axis, keepdims=True)); return exps / exps.sum(axis=axis, keepdims=True)",
+        "Subtract each slice's maximum (kept with keepdims=True) from x before exponentiating: the largest exponent "
+        "is then exp(0) = 1, so nothing overflows and the sum is at least 1. Divide by the sum of the exponentials "
+        "along the same axis.",
     ),
     checks=(
         Check(SUMS_TO_ONE, softmax_inputs(), _sums_to_one),
@@ -169,7 +171,8 @@ SOFTMAX_BACKWARD = Exercise(
         "The Jacobian of one row is dy_i/dx_j = y_i (delta_ij - y_j). dL/dx_j = sum_i g_i dy_i/dx_j.",
         "Expanding the sum gives dL/dx_j = y_j g_j - y_j sum_i g_i y_i: one dot product per row, then "
         "an elementwise product. Keep the summed axis so it broadcasts.",
-        "return y * (g - (g * y).sum(axis=-1, keepdims=True))",
+        "Per row: take the dot product of g and y (a sum over the last axis, kept as a column), subtract it from "
+        "every entry of g, and multiply the result elementwise by y.",
     ),
     checks=(
         rows_sum_to_zero(softmax_backward, softmax_backward_inputs(),
@@ -225,8 +228,8 @@ CROSS_ENTROPY_GRAD = Exercise(
         "For one row, d(-log softmax(z)[t])/dz_j = softmax(z)_j - [j == t]. Then remember the mean.",
         "Build a one-hot matrix of the targets (zeros, then a 1 at [i, targets[i]]). The loss averages over "
         "N rows, so every row of the gradient carries a factor 1/N. Use a stable softmax.",
-        "one_hot = np.zeros_like(logits); one_hot[np.arange(N), targets] = 1; "
-        "return (softmax(logits, axis=-1) - one_hot) / N",
+        "Three steps: a zero matrix shaped like the logits with a 1 in column targets[i] of each row i (index rows "
+        "with np.arange), the stable softmax of the logits minus that matrix, and a division by the number of rows N.",
     ),
     checks=(
         rows_sum_to_zero(cross_entropy_grad, logits_and_targets(), "softmax and one-hot rows both sum to 1"),

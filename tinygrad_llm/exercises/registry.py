@@ -65,6 +65,11 @@ def check(name: str, function: Callable) -> GradeResult:
 from . import (attention, compression, evaluation, inference, interpretability, kernels, language_models,  # noqa: E402
                pretraining, responsible, scaling, seq2seq, tokenization, tuning)
 
-for _module in (tokenization, language_models, attention, seq2seq, evaluation, inference, compression, scaling,
-                pretraining, interpretability, tuning, responsible, kernels):  # chapters 4-15
-    EXERCISES.update((exercise.name, exercise) for exercise in _module.EXERCISES)
+CHAPTER_MODULES = ((1, backprop), (2, probabilities), (3, optimizers), (4, tokenization), (5, language_models),
+                   (6, attention), (7, seq2seq), (8, evaluation), (9, inference), (9, compression), (10, scaling),
+                   (11, pretraining), (12, interpretability), (13, tuning), (14, responsible), (15, kernels))
+"""The chapter of the interview bank (load_bank().chapters) whose notebook each module's exercises practise."""
+
+EXERCISES.update((exercise.name, exercise) for _, module in CHAPTER_MODULES for exercise in module.EXERCISES)
+EXERCISE_CHAPTERS: dict[str, int] = {exercise.name: chapter
+                                     for chapter, module in CHAPTER_MODULES for exercise in module.EXERCISES}

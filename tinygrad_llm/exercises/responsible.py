@@ -671,8 +671,9 @@ FAIRNESS_GAPS = Exercise(
         "Loop over np.unique(group): the ids can be any ints, and there can be more than two groups.",
         "A group's selection rate is the mean of its predictions; its true-positive rate is the mean of the "
         "predictions of its members whose label is 1. Combine the masks with &.",
-        "for g in np.unique(group): members = group == g; rates.append(predictions[members].mean()); "
-        "tprs.append(<the mean over the members whose label is 1>); then the spread of each list",
+        "For every group id from np.unique: its selection rate is the mean prediction over its members, its "
+        "true-positive rate the mean prediction over its members with label 1. Each gap is the largest rate minus the "
+        "smallest.",
     ),
     checks=(
         matches_reference(fairness_gaps, fairness_inputs(), None, None, FAIRNESS_SHAPES,
@@ -733,8 +734,8 @@ GAUSSIAN_RDP_ONE_STEP = Exercise(
         "Write the log of each term: log C(alpha, k) = lgamma(alpha + 1) - lgamma(k + 1) - lgamma(alpha - k + 1), "
         "plus (alpha - k) log(1 - q) + k log q + (k^2 - k) / (2 sigma^2). Then log A = m + log(sum(exp(t - m))) "
         "with m the largest log term.",
-        "k = np.arange(order + 1); t = log_binomial + (order - k) * np.log1p(-q) + k * np.log(q) + (k*k - k) / "
-        "(2 * sigma**2); return (t.max() + np.log(np.exp(t - t.max()).sum())) / <the order's denominator>",
+        "Use the k = 0..alpha log terms of the previous hint (np.log1p for log(1 - q)), combine them with a "
+        "log-sum-exp around their maximum, and divide log A by alpha - 1.",
     ),
     checks=(
         matches_reference(gaussian_rdp_one_step, rdp_inputs(), None, None, RDP_SHAPES, max_examples=10),
@@ -761,8 +762,8 @@ BANNED_NGRAM_PROCESSOR = Exercise(
         "the prefix? A text shorter than the prefix cannot.",
         "Compare the last len(prefix) columns of ids with the prefix and take np.all over axis 1: a boolean per "
         "row. Slice with ids[:, t - len(prefix):], since ids[:, -0:] is the whole text. Work on a copy of logits.",
-        "logits = logits.copy(); for *prefix, last in banned_ngrams: rows = <rows ending with prefix>; "
-        "logits[rows, last] = -np.inf",
+        "Copy the logits. For each n-gram, split off its last token; skip a prefix longer than the text; the rows "
+        "whose last len(prefix) ids equal the prefix (np.all over axis 1) get -inf at that last token.",
     ),
     checks=(
         matches_reference(banned_ngram_processor, ngram_inputs((2, 3)), None, None, NGRAM_SHAPES, max_examples=10),

@@ -436,8 +436,9 @@ LOSS_SCALER_UPDATE = Exercise(
         "The count must restart at 0 both after an overflow and after a growth: it counts clean steps since "
         "the scale last changed. An overflow never grows the scale, even when the count was about to reach "
         "growth_interval.",
-        "if found_inf: return scale * backoff_factor, 0, False; clean_steps += 1; if clean_steps == "
-        "growth_interval: return scale * growth_factor, 0, True; return scale, clean_steps, True",
+        "On an overflow: the scale times backoff_factor, a count of 0, and False (skip the step). Otherwise count one "
+        "more clean step; at growth_interval, the scale times growth_factor and a count of 0; below it, the scale "
+        "unchanged with the new count. Both clean cases apply the step (True).",
     ),
     checks=(
         Check(OVERFLOW, scaler_inputs(found_inf=True), _scaler_follows_the_rule(OVERFLOW)),
@@ -463,7 +464,8 @@ SHARD_INDICES = Exercise(
         "A generator seeded with (seed, epoch) gives the same permutation on every rank and a new one every "
         "epoch; a seed that includes the rank does not (the shards then overlap). Taking every K-th index "
         "from position `rank` keeps the sizes within one of each other.",
-        "order = np.random.default_rng([seed, epoch]).permutation(num_samples); return order[rank::num_ranks]",
+        "Seed np.random.default_rng with the pair [seed, epoch] and permute num_samples; rank r keeps every "
+        "num_ranks-th entry of that permutation, starting at position r.",
     ),
     checks=(
         Check(DISJOINT_COVER, shard_inputs(), _disjoint_and_cover),
@@ -488,7 +490,8 @@ PIPELINE_BUBBLE_FRACTION = Exercise(
         "The work forms a parallelogram; the empty triangles on both sides are the bubble.",
         "Stage s works in slots s .. s + m - 1, so the last stage finishes in slot (p - 1) + (m - 1): the "
         "schedule lasts m + p - 1 slots, of which each stage is busy for m.",
-        "return (stages - 1) / (micro_batches + stages - 1)",
+        "The bubble is the idle part of the schedule: (p - 1) idle slots per stage out of the m + p - 1 slots the "
+        "schedule lasts.",
     ),
     checks=(
         matches_reference(_one_stage_never_waits, bubble_inputs(stages=st.just(1)), rtol=1e-12, atol=0.0,
@@ -517,8 +520,8 @@ FIT_POWER_LAW_EXPONENT = Exercise(
         "law: L itself bends towards c for large N.",
         "Subtract c BEFORE taking logs: log(L - c) = log(a) - alpha * log(N). A line through (log N, log L) "
         "gives a smaller, wrong alpha. Fit the line by least squares through all points, not through two.",
-        "slope, intercept = np.polyfit(np.log(N), np.log(L - c), 1); return float(np.exp(intercept)), "
-        "float(-slope)",
+        "Fit a degree-1 polynomial (np.polyfit) to log N against log(L - c). The intercept is log a and the slope is "
+        "-alpha: return exp of the intercept and minus the slope, as floats.",
     ),
     checks=(
         has_reference_shapes(fit_power_law_exponent, power_law_inputs(noisy=False), "returns (a, alpha), two floats",
@@ -549,7 +552,8 @@ ACCUMULATED_GRADIENT = Exercise(
         "A micro-batch's own mean loss has gradient (1/n_b) * its row sum; it must enter the total with weight "
         "n_b / N. Adding the micro-batch means unscaled counts every row once per micro-batch too many; dividing "
         "by the number of micro-batches is right only when they all have the same size.",
-        "residuals = X[rows] @ w - y[rows]; gradient += X[rows].T @ residuals / len(y)",
+        "For each micro-batch of rows: the residuals are its rows of X times w minus its targets; add the transpose "
+        "of its X rows times those residuals, divided by the TOTAL number of rows, to a gradient that starts at zero.",
     ),
     checks=(
         has_reference_shapes(accumulated_gradient, accumulation_inputs(uneven=False), "returns an array of w's shape"),
@@ -579,8 +583,9 @@ ZERO_BYTES_PER_PARAMETER = Exercise(
         "of ranks and leaves the others whole.",
         "Stage 1 gives 2 + 2 + 12/K, stage 2 gives 2 + (2 + 12)/K, stage 3 gives 16/K. Stage 0 holds 16 bytes "
         "per parameter on every rank whatever K: more ranks add no memory relief without sharding.",
-        "unsharded = {\"weights\": 2.0, \"gradients\": 2.0, \"optimizer_state\": 12.0}; divide a part by num_ranks "
-        "when stage >= the stage that shards it (3 for weights, 2 for gradients, 1 for the optimizer state)",
+        "Per parameter, unsharded: 2 bytes of weights, 2 of gradients, 12 of optimizer state. A part is divided by "
+        "num_ranks once the stage reaches the one that shards it (1 for the optimizer state, 2 for the gradients, 3 "
+        "for the weights).",
     ),
     checks=(
         has_reference_shapes(zero_bytes_per_parameter, zero_inputs(),

@@ -276,8 +276,9 @@ BPE_PAIR_COUNTS = Exercise(
     reference=bpe_pair_counts,
     hints=(
         "zip(ids, ids[1:]) walks over the adjacent pairs, one per position.",
-        "Add one to a dict entry per pair: counts[pair] = counts.get(pair, 0) + 1 (collections.Counter does "
-        "the same). The keys must be tuples, so they can be dict keys.",
+        "Keep a dict from pair to count and add one to a pair's entry each time it appears, starting from 0 for a "
+        "pair not seen yet (dict.get with a default, or collections.Counter). The keys must be tuples, so they can be "
+        "dict keys.",
     ),
     checks=(
         Check(PAIRS_ARE_A_DICT, pair_count_inputs(), _pairs_are_a_dict),

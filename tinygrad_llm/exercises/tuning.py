@@ -287,9 +287,9 @@ SAMPLE_CONSTRAINED_CONFIGS = Exercise(
         "For one head count h the allowed widths are first, first + h, ..., last with first = ceil(width_low / h) * h "
         "and last = floor(width_high / h) * h; pick an index among them with rng.integers. Integer ceil: "
         "-(-a // h). It all works on arrays of h at once.",
-        "lr = np.exp(rng.uniform(np.log(lr_low), np.log(lr_high), n)); heads = rng.choice(np.asarray(head_choices), "
-        "n); first = -(-width_low // heads) * heads; count = width_high // heads - first // heads + 1; "
-        "width = first + heads * <a uniform integer in [0, count)>",
+        "lr is exp of a uniform draw between the logs of the bounds. heads comes from rng.choice over head_choices. "
+        "For each drawn head count, the allowed widths are the multiples of it between the bounds (first one by "
+        "integer ceil division); pick one of them uniformly with rng.integers.",
     ),
     checks=(
         Check(SAMPLING_SHAPES, sampling_inputs(), _returns_three_arrays, max_examples=5),
@@ -316,8 +316,8 @@ GP_POSTERIOR_MEAN = Exercise(
         "broadcasting a[:, None, :] - b[None, :, :] and summing over the last axis.",
         "The noise goes on the diagonal of the training covariance only: K + s2 I. Then solve (K + s2 I) w = y for "
         "the weights w (np.linalg.solve, better than forming an inverse) and take k(X*, X) @ w.",
-        "covariance = kernel(x_train, x_train) + noise_variance * np.eye(len(x_train)); the weights w solve "
-        "covariance @ w = y_train, and the mean is kernel(x_test, x_train) @ w",
+        "Add noise_variance times the identity to the kernel of the training points with each other; solve that "
+        "system for y_train (np.linalg.solve); multiply the kernel between test and training points by the solution.",
     ),
     checks=(
         has_reference_shapes(gp_posterior_mean, gp_inputs(), GP_SHAPES),
@@ -346,7 +346,8 @@ EXPECTED_IMPROVEMENT = Exercise(
         "phi(z) = exp(-z^2 / 2) / sqrt(2 pi) and Phi(z) = (1 + erf(z / sqrt 2)) / 2 = erfc(-z / sqrt 2) / 2 "
         "(math.erf and math.erfc work on one float: np.vectorize them). The erfc form keeps its precision deep in "
         "the left tail.",
-        "improvement = best - mean; z = improvement / std; return improvement * Phi(z) + std * phi(z)",
+        "Let I be best minus the mean and z be I over std. EI is I times Phi(z) plus std times phi(z), with Phi "
+        "computed through erfc as in the previous hint.",
     ),
     checks=(
         has_reference_shapes(expected_improvement, ei_inputs(), EI_SHAPES),
