@@ -1,4 +1,4 @@
-"""Deliberately broken language-model pieces, each named after its bug (CURRICULUM M22, M10).
+"""Deliberately broken language-model pieces, each named after its bug (M22, M10).
 
 Each is small enough to read next to the correct code: tinygrad_llm/nn/recurrent_language_model.py,
 tinygrad_llm/data/windows.py (random_windows) and tinygrad_llm/training/loop.py (language_model_loss).

@@ -1,4 +1,4 @@
-"""Deliberately broken encoder-decoder variants, each named after its bug (CURRICULUM Q14-Q15, M31).
+"""Deliberately broken encoder-decoder variants, each named after its bug (Q14-Q15, M31).
 
 Each is the library's TransformerEncoderDecoder with ONE piece swapped for a subclass that overrides one method,
 small enough to read next to the correct method in tinygrad_llm/nn/attention.py, cross_attention.py or

@@ -1,4 +1,4 @@
-"""Deliberately broken attention and GPT variants, each named after its bug (CURRICULUM M26, M27, Q11, Q21).
+"""Deliberately broken attention and GPT variants, each named after its bug (M26, M27, Q11, Q21).
 
 Each is the library's class with ONE method overridden, small enough to read next to the correct method
 in tinygrad_llm/nn/attention.py or gpt.py. tests/test_broken_transformer.py proves that the learning checks

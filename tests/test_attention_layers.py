@@ -1,4 +1,4 @@
-"""Learning checks for multi-head attention, positions and the Transformer block (CURRICULUM Q10, Q11, Q13).
+"""Learning checks for multi-head attention, positions and the Transformer block (Q10, Q11, Q13).
 
 The `check_*` functions take the attention class under test, so tests/test_broken_transformer.py can run
 the very same checks on deliberately broken attention (tests/broken_transformer.py) and prove they fail.

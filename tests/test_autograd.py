@@ -1,6 +1,6 @@
 """The autograd engine: accumulation, no_grad, deep graphs, dtypes, gradcheck itself, and error messages.
 
-Curriculum chapter 1 (Q01, Q02): `pytest -m autograd`.
+Chapter 1 (Q01, Q02): `pytest -m autograd`.
 """
 from __future__ import annotations
 
@@ -323,7 +323,7 @@ def test_a_gradient_of_the_wrong_shape_is_stopped_by_the_engine():
 
 
 def test_a_falling_loss_does_not_prove_the_gradient_right():
-    """CURRICULUM Q02: with the averaged-bias bug, gradient descent still lowers the loss, but gradcheck fails."""
+    """Q02: with the averaged-bias bug, gradient descent still lowers the loss, but gradcheck fails."""
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 3)) + 2.0
     bias = leaf(np.zeros(3))
@@ -348,7 +348,7 @@ def test_gradcheck_refuses_float32_and_inputs_without_grad():
 
 @given(x=hnp.arrays(np.float64, st.integers(1, 5), elements=st.floats(-1, 1, allow_subnormal=False)))
 def test_central_difference_error_against_h_is_v_shaped(x):
-    """CURRICULUM Q02: truncation error ~ h^2 falls as h shrinks, round-off ~ eps/h rises; in float64 the
+    """Q02: truncation error ~ h^2 falls as h shrinks, round-off ~ eps/h rises; in float64 the
     best h lies in [1e-7, 1e-4] (about eps^(1/3) ~ 1e-5)."""
     t = leaf(x)
     f = lambda t: t.exp().sum()  # noqa: E731  (f, f' and f''' never vanish, so neither error term does)
@@ -364,7 +364,7 @@ def test_central_difference_error_against_h_is_v_shaped(x):
     assert errors[0] > 100 * errors[best] and errors[-1] > 100 * errors[best], "the error must rise on both sides"
 
 
-# ------------------------------------------------------------------------------------------ CURRICULUM Q01: a tiny network by hand
+# ------------------------------------------------------------------------------------------ Q01: a tiny network by hand
 def tiny_network_params():
     return {
         "W1": leaf([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]), "b1": leaf([0.4, 0.5]),

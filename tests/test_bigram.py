@@ -1,4 +1,4 @@
-"""Learning checks for the bigram language model, the first rung of the CURRICULUM Q08 ladder.
+"""Learning checks for the bigram language model, the first rung of the Q08 ladder.
 
 - A count model's table rows are normalised log-probabilities with add-k smoothing, so its cross-entropy
   is exactly the count model's negative log-likelihood.

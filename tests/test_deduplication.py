@@ -1,4 +1,4 @@
-"""Exact deduplication and MinHash (CURRICULUM Q07): what a data pipeline's dedup step must guarantee."""
+"""Exact deduplication and MinHash (Q07): what a data pipeline's dedup step must guarantee."""
 import math
 
 import numpy as np

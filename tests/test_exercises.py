@@ -330,7 +330,7 @@ def test_every_exercise_has_statement_starter_hints_and_hidden_solution(name, ca
     assert solution_body in capsys.readouterr().out
 
 
-def test_q01_reference_matches_the_curriculum_table():
+def test_q01_reference_matches_the_worked_table():
     gradients = ex.get_exercise("two_layer_network").reference(**Q01_INPUTS)
     for key, value in Q01_TABLE.items():
         np.testing.assert_allclose(gradients[key], value, rtol=0, atol=1e-6, err_msg=key)

@@ -28,7 +28,7 @@ def slices():
 
 
 # ------------------------------------------------------------------------------------------------ Q17: BLEU
-def test_curriculum_bleu_numbers_match_to_4_decimals(bleu):
+def test_worked_example_bleu_numbers_match_to_4_decimals(bleu):
     assert round(bleu["correct"]["score"], 4) == 0.6771
     assert round(bleu["swapped"]["score"], 4) == 0.6606  # M33: the order matters
     assert bleu["short_unsmoothed"] == 0.0

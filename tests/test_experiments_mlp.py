@@ -1,4 +1,4 @@
-"""Chapter 2 experiments in fast mode (CURRICULUM.md Q03, M06-M08).
+"""Chapter 2 experiments in fast mode (Q03, M06-M08).
 
 Thresholds were calibrated once against full-size runs (`fast=False`, seed 0), recorded next to each
 assertion; the fast runs use the same seeds, so they are deterministic on one machine.

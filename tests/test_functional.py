@@ -343,7 +343,7 @@ class TestCrossEntropy:
 class TestBinaryCrossEntropy:
     @given(arrays64(st.integers(1, 8).map(lambda n: (n,)), -20, 20), st.data())
     def test_equals_softmax_cross_entropy_on_zero_and_z(self, z, data):
-        # CURRICULUM Q01: sigmoid(z) = softmax([0, z])[1], so BCE(sigmoid(z), y) = CE([0, z], y).
+        # Q01: sigmoid(z) = softmax([0, z])[1], so BCE(sigmoid(z), y) = CE([0, z], y).
         y = data.draw(hnp.arrays(np.int64, z.shape, elements=st.integers(0, 1)), label="labels")
         z_bce, z_ce = t64(z), t64(z)
         bce = F.binary_cross_entropy_with_logits(z_bce, y.astype(np.float64))

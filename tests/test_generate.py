@@ -1,4 +1,4 @@
-"""Chapter 9 checks for the generation loop (CURRICULUM Q08, Q21, M20): generation extends the prompt one token
+"""Chapter 9 checks for the generation loop (Q08, Q21, M20): generation extends the prompt one token
 at a time, the cached loop gives exactly the tokens and logits of full recomputation (also once the text
 outgrows the model's context), seeds fix the samples, tokens stream out as they are made, a stop token stops.
 

@@ -1,4 +1,4 @@
-"""Learning checks for the GPT (CURRICULUM Q12, Q21, Q39): causal, cache-exact, counted, and it trains.
+"""Learning checks for the GPT (Q12, Q21, Q39): causal, cache-exact, counted, and it trains.
 
 The `check_*` functions take the model class under test, so tests/test_broken_transformer.py can run the
 same checks on deliberately broken GPTs (tests/broken_transformer.py) and prove they fail.

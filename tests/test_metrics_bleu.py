@@ -1,5 +1,5 @@
-"""Chapter 8 checks for BLEU (CURRICULUM Q17, M33): clipped n-gram precisions, the brevity penalty, smoothing,
-references first, and the numbers of the curriculum to 4 decimals. The oracle tests hold sentence and corpus BLEU
+"""Chapter 8 checks for BLEU (Q17, M33): clipped n-gram precisions, the brevity penalty, smoothing,
+references first, and the worked example's numbers to 4 decimals. The oracle tests hold sentence and corpus BLEU
 equal to nltk and sacrebleu (tokenize='none') for every smoothing both define.
 """
 import math
@@ -29,8 +29,8 @@ smoothings = st.sampled_from(sorted(SMOOTHING)).flatmap(
                            else st.none() | st.floats(2.0, 10.0) if name == "exp-length" else st.none()))
 
 
-# ============================================================================ the curriculum's numbers
-def test_curriculum_example_scores_0_6771_references_first_and_0_6606_swapped():
+# ============================================================================ the worked example's numbers
+def test_worked_example_scores_0_6771_references_first_and_0_6606_swapped():
     correct = sentence_bleu([REFERENCE], HYPOTHESIS)
     swapped = sentence_bleu([HYPOTHESIS], REFERENCE)
     assert round(correct.score, 4) == 0.6771

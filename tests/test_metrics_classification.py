@@ -1,4 +1,4 @@
-"""Chapter 8 checks for classification metrics and calibration (CURRICULUM Q17, Q18): the confusion matrix sums to
+"""Chapter 8 checks for classification metrics and calibration (Q17, Q18): the confusion matrix sums to
 N, precision and recall counted by hand, F1 between P and R, micro-F1 = accuracy, zero division, ECE = 0 for a
 calibrated predictor; held equal to scikit-learn when it is installed.
 """

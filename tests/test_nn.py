@@ -1,5 +1,5 @@
 """Learning checks for tinygrad_llm.nn modules: the parameter registry, modes, checkpoints, initialisation,
-and the two facts of CURRICULUM Q03: a stack of linear layers is one affine map (M06), and an MLP with a
+and the two facts of Q03: a stack of linear layers is one affine map (M06), and an MLP with a
 nonlinearity actually trains on a problem a linear model cannot solve (M08: a forward pass proves nothing).
 """
 import math
@@ -257,7 +257,7 @@ class TestInit:
         np.testing.assert_allclose(layer.weight.data.var(), (1 / COLS) / 3, rtol=VAR_RTOL)
 
     def test_layers_default_to_float32(self):
-        # Training runs in float32 (CURRICULUM conventions); float64 is for gradient checks only.
+        # Training runs in float32 (the project's convention); float64 is for gradient checks only.
         assert nn.Linear(3, 2).weight.dtype == np.float32
         assert nn.Embedding(5, 2).weight.dtype == np.float32
         assert nn.LayerNorm(4).bias.dtype == np.float32
@@ -323,7 +323,7 @@ class TestInit:
             init.xavier_uniform_(nn.Parameter(np.zeros(5)))
 
 
-# ============================================================================ CURRICULUM Q03
+# ============================================================================ Q03
 @pytest.mark.mlp
 @given(st.lists(st.integers(1, 6), min_size=4, max_size=4), st.integers(1, 5), st.integers(0, 2**16))
 def test_linear_stack_is_one_affine_map(widths, batch, seed):

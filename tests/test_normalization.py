@@ -1,4 +1,4 @@
-"""Post-processing and normalisation (CURRICULUM Q06, M15, M16): the output step must leave clean text alone,
+"""Post-processing and normalisation (Q06, M15, M16): the output step must leave clean text alone,
 and the classic-NLP normalisation is shown to lose what a language model has to write."""
 import pytest
 from hypothesis import find, given, settings

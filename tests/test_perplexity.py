@@ -1,4 +1,4 @@
-"""Chapter 8 checks for perplexity and distinct-n (CURRICULUM Q08, Q17, Q19): PPL = exp(mean NLL per token), a
+"""Chapter 8 checks for perplexity and distinct-n (Q08, Q17, Q19): PPL = exp(mean NLL per token), a
 uniform model has PPL = V, the evaluation scores every token after the first exactly once, and distinct-n
 measures how much generated text repeats itself.
 """

@@ -1,4 +1,4 @@
-"""Learning checks for the recurrent cells, layers and language model (CURRICULUM Q08, Q09; M20-M22).
+"""Learning checks for the recurrent cells, layers and language model (Q08, Q09; M20-M22).
 
 What they pin down:
 - each cell and a 2-layer stack backpropagate correctly (float64 gradient checks) and equal PyTorch's
@@ -190,7 +190,7 @@ def test_parameter_count_equals_pytorch(layer_class):
     assert layer.num_parameters() == sum(p.numel() for p in torch_twin(torch, layer).parameters())
 
 
-def test_parameter_count_of_the_curriculum_example():
+def test_parameter_count_of_the_worked_example():
     """Q08: an RNN 128 -> 256 with two biases has 128*256 + 256*256 + 2*256 = 98,816 parameters."""
     assert nn.RNN(128, 256).num_parameters() == 98_816
 
@@ -316,7 +316,7 @@ def gradient_reach(layer, steps=50, seed=0) -> float:
 
 
 def test_gates_keep_gradients_alive_where_a_tanh_rnn_loses_them():
-    """CURRICULUM Q09 CI: over T = 50 an LSTM with forget bias 3 keeps at least 10x more of the first step's
+    """Q09 CI: over T = 50 an LSTM with forget bias 3 keeps at least 10x more of the first step's
     gradient than a tanh RNN whose recurrent matrix has spectral radius 0.9."""
     tgl.manual_seed(0)
     hidden = 32

@@ -1,4 +1,4 @@
-"""Chapter 9 checks for the decoding rules (CURRICULUM Q19): temperature -> 0 is greedy, top-k never leaves the
+"""Chapter 9 checks for the decoding rules (Q19): temperature -> 0 is greedy, top-k never leaves the
 top k, the top-p set is the smallest with mass >= p, and with nothing filtered the sampled frequencies are the
 softmax (a chi-square test). Each is a fact a learner should be able to state and defend in an interview.
 """

@@ -1,4 +1,4 @@
-"""Learning checks for greedy and beam search (CURRICULUM Q14, Q19): what they return, how they relate, and where
+"""Learning checks for greedy and beam search (Q14, Q19): what they return, how they relate, and where
 beam search is only a heuristic."""
 import itertools
 
