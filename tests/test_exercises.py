@@ -45,6 +45,12 @@ def softmax_over_whole_array(x, axis=-1):
     return exps / exps.sum()
 
 
+def softmax_subtracting_the_global_max(x, axis=-1):
+    """Right along `axis`, but one max for the whole array: a slice far below it underflows to 0 / 0."""
+    exps = np.exp(x - x.max())
+    return exps / exps.sum(axis=axis, keepdims=True)
+
+
 # ---- softmax_backward ------------------------------------------------------------------------------------
 
 def softmax_backward_diagonal_only(y, g):
@@ -232,6 +238,7 @@ WRONG_ANSWERS = [
     ("softmax", softmax_without_max_subtraction, "+-1e4"),
     ("softmax", softmax_over_wrong_axis, "probability distribution"),
     ("softmax", softmax_over_whole_array, "probability distribution"),
+    ("softmax", softmax_subtracting_the_global_max, "+-1e4"),
     ("softmax_backward", softmax_backward_diagonal_only, "sums to 0"),
     ("softmax_backward", softmax_backward_sums_over_whole_array, "sums to 0"),
     ("cross_entropy", cross_entropy_summed_not_averaged, "mean over the batch"),

@@ -5,6 +5,7 @@ Progress goes to a file under tmp_path (TGL_PROGRESS_FILE), never to the learner
 """
 import argparse
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -223,6 +224,25 @@ def test_no_hint_gives_away_a_line_of_the_reference(name):
         given_away = [line for line in key_lines(exercise) if line in "".join(hint.split())]
         assert not given_away, (f"hint {level} of {name} contains the reference's line(s) {given_away}: reword it "
                                 f"in words so the learner still writes the code")
+
+
+# A statement a learner could paste. `return` then a name, number or bracket followed by an operator, a call, an
+# index, a comma or a conditional is a return statement ("return g * y", "return float(", "return 1.0 if", "return
+# [..."), while prose such as "return both." or "return the new w with ..." is not. `name = expression;` is an
+# assignment that a `;` chains to the next statement, or that ends the hint on a `)` or `]` like a pasted line. The
+# `=` has spaces on both sides, as in a statement, so a keyword argument such as `kind="stable"` is not one; the
+# expression may not start with `=` (so `a == b;` is a comparison) and may not cross ". " (so "N is 3. Then ...;"
+# stays prose).
+RETURN_STATEMENT = re.compile(r"\breturn\s+(?:[(\[]|[\w.]+\s*(?:[-+*/@%(\[,<>]|if\b|for\b))")
+CHAINED_ASSIGNMENT = re.compile(r"\b[A-Za-z_]\w*\s+=\s+[^\s=](?:(?!\. )[^;])*(?:;|[)\]]$)")
+
+
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_last_hint_names_the_final_step_in_words_not_code(name):
+    last = get_exercise(name).hints[-1]
+    code = RETURN_STATEMENT.search(last) or CHAINED_ASSIGNMENT.search(last)
+    assert not code, (f"the last hint of {name} is code a learner can paste ({code.group(0)!r}): say in words which "
+                      f"quantity, axis and edge case the final step uses, and leave the code to the learner")
 
 
 # ---- one real process ---------------------------------------------------------------------------------------

@@ -278,8 +278,9 @@ CAUSAL_MASK = Exercise(
         "Compare positions: key j is visible to query i iff j <= i + (num_keys - num_queries). Build that "
         "boolean matrix with broadcasting (a column of query positions against a row of key positions) or "
         "np.tril(..., k=offset).",
-        "Then turn it into an additive mask: np.where(visible, 0.0, -np.inf). A 0/1 mask cannot be added as it "
-        "is: softmax would only shift the visible scores by 1.",
+        "Then turn it into an additive mask: 0.0 where the key is visible and minus infinity where it is hidden "
+        "(np.where chooses between them). A 0/1 mask cannot be added as it is: softmax would only shift the visible "
+        "scores by 1.",
     ),
     checks=(
         has_reference_shapes(causal_mask, mask_inputs(), "returns a (num_queries, num_keys) float64 array"),
@@ -306,7 +307,8 @@ SCALED_DOT_PRODUCT_ATTENTION = Exercise(
         "mask (it broadcasts over the leading axes), then softmax over axis=-1.",
         "The stable softmax subtracts each row's max before exp: e = np.exp(s - s.max(axis=-1, keepdims=True)); "
         "weights = e / e.sum(axis=-1, keepdims=True). A masked score is -inf and its exp is exactly 0.",
-        "return weights @ v",
+        "The last step is one matrix product: the normalised weights (..., Tq, Tk) times v (..., Tk, Dv), "
+        "contracting over the keys, which gives (..., Tq, Dv).",
     ),
     checks=(
         has_reference_shapes(scaled_dot_product_attention, attention_inputs(), "returns (..., Tq, Dv)"),
@@ -334,8 +336,8 @@ SPLIT_HEADS = Exercise(
     hints=(
         "First cut each token's d features into H groups of D: reshape to (B, T, H, D). The data is already in "
         "the right order for that.",
-        "Then move the head axis in front of time: transpose(0, 2, 1, 3). Reshaping straight to (B, H, T, D) "
-        "has the right shape but mixes tokens and features.",
+        "Then swap the time and head axes so the shape becomes (B, H, T, D). Reshaping straight to (B, H, T, D) has "
+        "the right shape but mixes tokens and features.",
     ),
     checks=(
         has_reference_shapes(split_heads, heads_inputs(), "returns (B, H, T, D) with D = d // H"),
@@ -356,7 +358,7 @@ MERGE_HEADS = Exercise(
     reference=merge_heads,
     hints=(
         "Undo split_heads in reverse order: first bring time back next to the batch, then join the last two axes.",
-        "x.transpose(0, 2, 1, 3) gives (B, T, H, D); reshape that to (B, T, H * D). Reshaping (B, H, T, D) "
+        "Swap the head and time axes to get (B, T, H, D), then reshape to (B, T, H * D). Reshaping (B, H, T, D) "
         "directly has the right shape but glues the heads of different tokens together.",
     ),
     checks=(

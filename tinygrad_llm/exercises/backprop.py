@@ -180,7 +180,8 @@ SIGMOID_BACKWARD = Exercise(
         "Differentiate sigmoid(x) = 1 / (1 + exp(-x)) and write the result in terms of sigmoid(x) itself.",
         "sigmoid'(x) = sigmoid(x) (1 - sigmoid(x)) = y (1 - y). Do not apply sigmoid to y again: y already is "
         "the output. Chain rule: multiply by g.",
-        "return g * y * (1 - y)",
+        "The sigmoid's derivative, written with its output y, is y times (1 - y); the incoming gradient g multiplies "
+        "it elementwise (same shape, nothing summed).",
     ),
     checks=(
         matches_central_difference(sigmoid, logit, sigmoid_backward),
@@ -199,7 +200,8 @@ TANH_BACKWARD = Exercise(
     hints=(
         "Differentiate tanh(x) = (e^x - e^-x) / (e^x + e^-x) and write the result in terms of tanh(x).",
         "tanh'(x) = 1 - tanh(x)^2 = 1 - y^2: squared, and y is already the output. Multiply by g.",
-        "return g * (1 - y**2)",
+        "The local derivative is one minus the SQUARE of the output y (no new tanh); multiply it elementwise by the "
+        "incoming gradient g.",
     ),
     checks=(
         matches_central_difference(np.tanh, np.arctanh, tanh_backward),
@@ -244,8 +246,8 @@ UNBROADCAST = Exercise(
         "Each entry of a is used by every output it was broadcast to, so its gradient is the SUM of theirs.",
         "Two steps: sum over the leading dimensions grad has but `shape` lacks; then sum over every axis "
         "where `shape` has size 1, with keepdims=True so that axis stays (as size 1).",
-        "grad = grad.sum(axis=tuple(range(grad.ndim - len(shape)))); "
-        "return grad.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)",
+        "The extra leading axes are the first grad.ndim - len(shape) ones: sum over all of them at once (a tuple of "
+        "axes). Then sum over each axis where shape has a 1, keeping it as size 1 so the result has exactly `shape`.",
     ),
     checks=(
         has_reference_shapes(unbroadcast, unbroadcast_inputs(), "returns an array of exactly `shape`"),
@@ -272,7 +274,8 @@ TWO_LAYER_NETWORK = Exercise(
         "from the loss, one step of the chain rule per forward line.",
         "With a sigmoid output and BCE, dL/dz2 simplifies to p - y. Then dW2 = dz2 * h, db2 = dz2, "
         "dL/dh = dz2 * W2, and through the hidden sigmoid dz1 = dL/dh * h * (1 - h).",
-        "dz1 = (p - y) * W2 * h * (1 - h); dW1 = np.outer(dz1, x) (shape (H, D), like W1); db1 = dz1.",
+        "Last, the first layer: dz1 is dz2 times W2 times the hidden sigmoid's derivative h(1 - h), per hidden unit; "
+        "dW1 is the outer product of dz1 and x (shape (H, D), like W1); db1 is dz1 itself.",
     ),
     checks=(
         matches_reference(q01_table, st.just(Q01_INPUTS), rtol=0, atol=1e-6, max_examples=1,

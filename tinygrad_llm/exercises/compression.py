@@ -621,8 +621,9 @@ DISTILLATION_LOSS = Exercise(
         "with p the teacher's softened distribution and q the student's.",
         "Divide the logits by T inside both softmaxes, but compute the cross-entropy on the raw student logits. "
         "Average each term over the rows, then weight: alpha * T**2 * KL + (1 - alpha) * CE.",
-        "log_p_t = log_softmax(z_t / T); log_p_s = log_softmax(z_s / T); kl = (exp(log_p_t) * (log_p_t - log_p_s))"
-        ".sum(-1).mean(); ce = -log_softmax(z_s)[arange(N), targets].mean()",
+        "KL per row: the sum over classes of the teacher's softened probabilities times (teacher minus student "
+        "log-probabilities), both at logits / T; average it over rows. CE: minus the mean over rows of the raw "
+        "student's log-softmax at the target column. Weight and add them, as a float.",
     ),
     checks=(
         has_reference_shapes(distillation_loss, distillation_inputs(), "returns one float"),
@@ -658,9 +659,9 @@ SPECULATIVE_ACCEPT = Exercise(
         "The residual max(0, p - q) is the probability the target wants that the draft did not already deliver "
         "through accepted tokens: resampling from the target's own p would count that mass twice. The inverse CDF: "
         "np.searchsorted(np.cumsum(w), u * w.sum(), side='right').",
-        "for i, t in enumerate(draft_tokens): if u[i] < target_probs[i, t] / draft_probs[i, t]: continue; "
-        "residual = np.maximum(target_probs[i] - draft_probs[i], 0); return i, sample(residual, u[k]); after the "
-        "loop: return k, sample(target_probs[k], u[k])",
+        "Accept draft i while u[i] is below its token's target probability over its draft probability. At the first "
+        "rejection, return i with a draw (using u[k]) from the residual of row i, max(0, p - q); if every draft is "
+        "accepted, return k with a draw from the target's row k.",
     ),
     checks=(
         Check(SPEC_DISTRIBUTION, one_draft_models(), _first_token_follows_the_target, max_examples=15),
@@ -687,8 +688,9 @@ CONTINUOUS_BATCHING_STEP = Exercise(
         "Every request must end up in exactly one place.",
         "free = max_batch - (number still running); the first `free` waiting requests join (slicing past the end "
         "of a list is fine) and the rest stay queued, in their order.",
-        "still_running = [r for r in running if r[1] > 0]; free = max_batch - len(still_running); "
-        "return still_running + waiting[:free], waiting[free:]",
+        "Keep the running requests that still have tokens left, in their order; the free slots are max_batch minus "
+        "how many remain. The new batch appends that many requests from the front of the queue; the new queue is the "
+        "rest of it.",
     ),
     checks=(
         Check(BATCH_ONCE, batcher_inputs(), _every_request_once),

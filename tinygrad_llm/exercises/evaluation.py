@@ -231,7 +231,8 @@ MODIFIED_PRECISION = Exercise(
         "range(len(tokens) - n + 1). count is the sum of the hypothesis's counts.",
         "Clipping is per n-gram: min(hypothesis count, reference count). With several references take, per "
         "n-gram, the MAX count over the references (not their sum: every reference is a full translation).",
-        "matches = sum(min(c, max(ref.get(g, 0) for ref in reference_counts)) for g, c in hyp_counts.items())",
+        "matches adds up, over the DISTINCT hypothesis n-grams, the smaller of the n-gram's hypothesis count and its "
+        "largest count in any single reference (0 in a reference that lacks it).",
     ),
     checks=(
         has_reference_shapes(modified_precision, precision_inputs(), "returns (matches, count): two integers"),
@@ -262,8 +263,8 @@ BREVITY_PENALTY = Exercise(
         "distance first and length second breaks ties towards the shorter reference.",
         "Only a SHORT hypothesis is penalised: a longer one is already punished by its precision. For c < r, "
         "r / c > 1, so 1 - r / c < 0 and the penalty is below 1. Test c == 0 before dividing.",
-        "r = min(ref_lengths, key=lambda n: (abs(n - hyp_length), n)); return 1.0 if hyp_length >= r else "
-        "(0.0 if hyp_length == 0 else float(np.exp(1 - r / hyp_length)))",
+        "Once r is chosen: a hypothesis at least as long as r gets 1.0, an empty one gets 0.0 (checked before "
+        "dividing), and any other gets e to the power (1 - r / c), converted to a float.",
     ),
     checks=(
         matches_reference(brevity_penalty, brevity_inputs("longer"), rtol=0, atol=0,
@@ -303,9 +304,9 @@ SCORES_FROM_CONFUSION_MATRIX = Exercise(
         "Micro: sum TP, the column sums and the row sums over classes BEFORE dividing; for single-label data "
         "every error is one FP and one FN, so all three equal the accuracy. Macro F1 is the mean of the per-"
         "class F1s. Guard 0 / 0 with np.where(denominator > 0, ..., 0.0).",
-        "tp, predicted, actual = np.diag(m), m.sum(axis=0), m.sum(axis=1); for micro sum all three; then "
-        "p = tp / predicted, r = tp / actual, f1 = 2 * tp / (predicted + actual) (0 where the denominator is "
-        "0); return the means as floats",
+        "Per class, precision is TP over the column sum, recall TP over the row sum, F1 twice TP over (column sum + "
+        "row sum), each 0.0 where its denominator is 0. For micro, total the three counts over the classes first. "
+        "Return the mean of each as a float.",
     ),
     checks=(
         has_reference_shapes(scores_from_confusion_matrix, confusion_inputs(),
@@ -342,7 +343,8 @@ MASKED_PERPLEXITY = Exercise(
         "PPL is the base raised to the MEAN loss per token: the values are base-2 logs, so use 2 ** mean (exp "
         "would need the loss in nats, ln p = log2 p * ln 2). The sum over tokens would give V ** T for a uniform "
         "model instead of V.",
-        "return float(2.0 ** (-log2_probs[mask]).mean())",
+        "Negate the selected log2 probabilities to get bits, average them over ALL real tokens of the batch together "
+        "(not row by row), raise 2 to that mean and convert to a float.",
     ),
     checks=(
         has_reference_shapes(masked_perplexity, perplexity_inputs(), "returns one float"),

@@ -302,7 +302,7 @@ INTEGRATED_GRADIENTS = Exercise(
         "baseline), and ask f.gradient for all of them in one call.",
         "The average of the gradients over the rows approximates the integral; it still has to be multiplied by "
         "(x - baseline), coordinate by coordinate. Check completeness yourself: the sum should be f(x) - f(baseline).",
-        "Use the midpoints alpha_k = (k + 1/2) / steps for k = 0..steps-1; the path rows are baseline plus alpha_k "
+        "Use the midpoints alpha_k = (k + 1/2) / steps for k = 0..steps-1. The path rows are baseline plus alpha_k "
         "times (x - baseline). Average f's gradient over those rows (axis 0) and multiply by (x - baseline).",
     ),
     checks=(

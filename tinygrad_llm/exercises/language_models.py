@@ -270,8 +270,9 @@ SHIFT_TARGETS = Exercise(
         "Window i starts at i * block_size. Its targets are the same slice moved one token to the right.",
         "The last target of window N - 1 is tokens[N * block_size], so you need N * block_size + 1 tokens: "
         "that is why N = (len(tokens) - 1) // block_size, not len(tokens) // block_size.",
-        "N = (len(tokens) - 1) // block_size windows. The inputs are the first N * block_size tokens reshaped to (N, "
-        "block_size); the targets are the same number of tokens starting one position later, reshaped the same way.",
+        "There are N windows, N being len(tokens) - 1 divided by block_size, rounded down. The inputs are the first "
+        "N * block_size tokens reshaped to (N, block_size); the targets are the same number of tokens starting one "
+        "position later, reshaped the same way.",
     ),
     checks=(
         has_reference_shapes(shift_targets, token_streams(),

@@ -212,8 +212,8 @@ CLIP_GRAD_NORM = Exercise(
         "the direction of the full gradient vector.",
         "total_norm = sqrt(sum over arrays of sum(g**2)). Only scale down: if total_norm <= max_norm, return "
         "the gradients unchanged. Return the norm from BEFORE clipping (that is what you log).",
-        "total = float(np.sqrt(sum(np.sum(g**2) for g in grads))); "
-        "scale = max_norm / total if total > max_norm else 1.0; return [g * scale for g in grads], total",
+        "The one factor is max_norm over the global norm when that norm exceeds max_norm, and 1 otherwise. Multiply "
+        "every array by it and return the new list together with the norm from before clipping, as a float.",
     ),
     checks=(
         has_reference_shapes(clip_grad_norm, clip_inputs(), "returns (a list like grads, a float total_norm)",

@@ -581,8 +581,9 @@ TRANSE_SCORES_AND_LOSS = Exercise(
         "and a minus sign so that higher means more plausible.",
         "np.linalg.norm(v, ord=1, axis=-1) sums |v|, ord=2 is the Euclidean length. Without max(0, .), a triple that "
         "already wins by far lowers the loss further, and the easiest way to win is to push embeddings apart.",
-        "score = lambda h, t: -np.linalg.norm(h + relations - t, ord=norm, axis=-1); s_true, s_bad = score(heads, "
-        "tails), score(corrupted_heads, corrupted_tails); loss = np.mean(np.maximum(0, margin - s_true + s_bad))",
+        "Score a pair of entities as minus the norm (of order `norm`, over the last axis) of head + relation - tail, "
+        "with the same relations for the true and the corrupted pairs. The loss is the mean over N of the hinge "
+        "max(0, margin - true score + corrupted score), as a float.",
     ),
     checks=(
         has_reference_shapes(transe_scores_and_loss, transe_inputs(), TRANSE_SHAPES, names=TRANSE_FIELDS),

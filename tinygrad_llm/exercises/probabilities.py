@@ -71,9 +71,14 @@ def softmax_inputs_with_slice_shift(draw) -> dict:
 
 @st.composite
 def huge_softmax_inputs(draw) -> dict:
-    """Moderate logits moved by +-1e4: the exact softmax is unchanged, a naive exp overflows or underflows."""
+    """Moderate logits with each slice along `axis` moved by +1e4 or -1e4 on its own: the exact softmax is
+    unchanged, a naive exp overflows or underflows, and so does subtracting one max over the whole array (a slice
+    1e4 below it underflows to 0 / 0). Moving every slice by the same amount would let that bug pass."""
     drawn = draw(softmax_inputs())
-    return {**drawn, "x": drawn["x"] + draw(st.sampled_from([HUGE_LOGIT, -HUGE_LOGIT]))}
+    shape = list(drawn["x"].shape)
+    shape[drawn["axis"]] = 1
+    signs = draw(st.lists(st.sampled_from([1.0, -1.0]), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+    return {**drawn, "x": drawn["x"] + HUGE_LOGIT * np.reshape(signs, shape)}
 
 
 @st.composite
@@ -200,9 +205,8 @@ CROSS_ENTROPY = Exercise(
         "log of probabilities: softmax can underflow to 0 and log(0) = -inf.",
         "logsumexp(z) = m + log(sum(exp(z - m))) with m = max(z). To pick one entry per row use "
         "log_probs[np.arange(N), targets], not log_probs[:, targets] (that is an (N, N) matrix).",
-        "shifted = logits - logits.max(axis=1, keepdims=True); "
-        "log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)); "
-        "return -log_probs[np.arange(len(targets)), targets].mean()",
+        "Shift each row by its own max, take log-probabilities as the shifted logits minus the log of the row's "
+        "sum of exponentials, then average minus the entry of each row's target over the batch.",
     ),
     checks=(
         metamorphic("is a mean over the batch: repeating the batch twice leaves the loss unchanged",

@@ -614,8 +614,8 @@ HUBER_LOSS_AND_GRADIENT = Exercise(
         "both pieces have value delta^2 / 2 and slope delta: the - delta / 2 is what makes the values meet.",
         "np.where(np.abs(errors) <= delta, inner, outer) picks a piece per element. The gradient, e inside and "
         "delta * sign(e) outside, is one np.clip.",
-        "loss = np.where(np.abs(errors) <= delta, 0.5 * errors**2, delta * (np.abs(errors) - 0.5 * delta)); "
-        "gradient = np.clip(errors, <the two bounds>)",
+        "Per element, the loss is e^2 / 2 where |e| <= delta and delta (|e| - delta / 2) elsewhere. The gradient is "
+        "e itself limited to the interval [-delta, delta].",
     ),
     checks=(
         matches_reference(huber_loss_and_gradient, huber_inputs(), None, None, HUBER_SHAPES, ("loss", "gradient"),
@@ -645,7 +645,8 @@ FGSM_STEP = Exercise(
         "Which function of the gradient moves every coordinate by the same amount?",
         "np.sign(gradient) is +1, -1 or 0 per coordinate, so epsilon * np.sign(gradient) has L-infinity norm "
         "exactly epsilon. Then keep the result in the valid range.",
-        "return np.clip(x + epsilon * np.sign(gradient), <the range>)",
+        "Move x by epsilon times the sign of the gradient, coordinate by coordinate, then clip the result to [low, "
+        "high] so no coordinate leaves the valid range.",
     ),
     checks=(
         matches_reference(fgsm_step, fgsm_inputs(), None, None, FGSM_SHAPES, max_examples=10),
@@ -703,8 +704,9 @@ CLIP_AND_NOISE = Exercise(
         "back over the row. Guard the division for a zero row (np.maximum(norms, 1e-12)).",
         "Only the sum gets noise, and only once: rng.normal(0, sigma * C, d). Divide the noisy sum by "
         "expected_batch_size, so the noise on the result has std sigma * C / expected_batch_size.",
-        "clipped = g * np.minimum(1, C / norms); return (clipped.sum(axis=0) + <one normal draw per coordinate, std "
-        "sigma * C>) / <the batch size the accountant assumed>",
+        "Scale each row by the smaller of 1 and C over its guarded norm; sum the clipped rows over the batch axis; "
+        "add one Gaussian draw per coordinate with std sigma times C; divide by expected_batch_size, never by the "
+        "actual B.",
     ),
     checks=(
         Check(DP_SHAPES, dp_inputs(), _returns_a_gradient, max_examples=5),

@@ -402,9 +402,9 @@ RING_ALL_REDUCE = Exercise(
         "After the reduce-scatter rank r holds the complete sum of chunk (r + 1) % K. In step s of the all-gather "
         "it sends chunk (r + 1 - s) % K. Copy every outgoing chunk before any rank receives: all sends happen at "
         "once. Divide by K once at the end, never at each hop.",
-        "for s in range(K - 1): for each r, c = (r - s) % K: chunks[(r + 1) % K][c] += copy of chunks[r][c]; "
-        "then for s in range(K - 1): c = (r + 1 - s) % K: chunks[(r + 1) % K][c] = copy of chunks[r][c]; "
-        "count payload.size into sent[r] for each message; return [np.concatenate(c) / K for c in chunks], sent",
+        "Two phases of K - 1 steps, each rank sending its scheduled chunk to (r + 1) % K: in the first the receiver "
+        "adds it to its copy, in the second it overwrites its copy. Every message adds the chunk's length to its "
+        "sender's count. At the end each rank joins its K chunks back in order and divides by K.",
     ),
     checks=(
         has_reference_shapes(ring_all_reduce, ring_inputs(), "returns (averaged: K arrays of length n, sent: K ints)",
@@ -616,7 +616,8 @@ FLOAT16_SPACING = Exercise(
         "gap is 2**e / 2**10. Find e for each x (np.frexp or np.log2).",
         "np.frexp(x) gives x = fraction * 2**E with 0.5 <= fraction < 1, so e = E - 1. Subnormals (and 0) do not "
         "get smaller gaps: their e is held at -14, so the gap never drops below 2**-24, about 6e-8.",
-        "_, E = np.frexp(x); e = np.where(x > 0, E - 1, -14); return np.ldexp(1.0, np.maximum(e, -14) - 10)",
+        "e is frexp's exponent minus 1 where x > 0, and -14 where x is 0; raise any e below -14 to -14. The gap is 2 "
+        "to the power (e - 10), built exactly with np.ldexp from 1.0.",
     ),
     checks=(
         has_reference_shapes(float16_spacing, float16_inputs(), "returns a float64 array of x's shape"),

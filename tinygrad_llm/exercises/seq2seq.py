@@ -277,8 +277,8 @@ CROSS_ATTENTION_MASK = Exercise(
         "Which positions are hidden depends only on the source position s: a padded source token is no key for "
         "any query. Nothing depends on t: the whole source exists before the decoder starts, so there is no "
         "causal part (that belongs to the decoder's self-attention).",
-        "source_padding[:, None, :] has shape (B, 1, S); np.broadcast_to it to (B, T, S) and turn True into "
-        "-inf with np.where(hidden, -np.inf, 0.0).",
+        "Give the padding a new axis of size 1 for the queries, between B and S; broadcast that to (B, T, S) "
+        "(np.broadcast_to), and map True (padding) to minus infinity and False to 0.0.",
     ),
     checks=(
         has_reference_shapes(cross_attention_mask, cross_mask_inputs(square=True),
@@ -306,8 +306,9 @@ TEACHER_FORCING_SHIFT = Exercise(
     hints=(
         "Decoder position t must predict target token t from the tokens BEFORE it: so the input at t is token "
         "t - 1 (BOS for t = 0) and the target at t is token t (EOS after the last one).",
-        "Start from np.full((B, T), pad_id) and np.full((B, T), ignore_index), both dtype=np.int64, then fill "
-        "row b's first len(targets[b]) + 1 entries with [bos_id, *targets[b]] and [*targets[b], eos_id].",
+        "Start from two (B, T) int64 arrays filled with pad_id and with ignore_index. In row b, the first "
+        "len(targets[b]) + 1 input entries are BOS followed by the targets, and the same entries of the target row "
+        "are the targets followed by EOS.",
     ),
     checks=(
         has_reference_shapes(teacher_forcing_shift, shift_inputs(), SHIFT_SHAPES,

@@ -302,8 +302,8 @@ BPE_MERGE_STEP = Exercise(
     reference=bpe_merge_step,
     hints=(
         "Use a while loop with an index i, not a for loop: after a match you must skip two positions.",
-        "At each i: if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair, append new_id and add 2 to i; "
-        "otherwise append ids[i] and add 1. The last id is handled by the otherwise branch.",
+        "At each i: when there is a next id and the ids at i and i + 1 form the pair, append new_id and move on by "
+        "2; otherwise append the id at i and move on by 1. The last id is handled by the otherwise branch.",
     ),
     checks=(
         Check(MERGE_RETURNS_IDS, merge_inputs(), _returns_ids),
