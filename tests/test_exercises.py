@@ -215,6 +215,13 @@ def adam_bias_correction_counts_from_zero(w, grad, m, v, t, lr, beta1, beta2, ep
     return w - lr * m_hat / (np.sqrt(v_hat) + eps), new_m, new_v
 
 
+def adam_without_eps(w, grad, m, v, t, lr, beta1, beta2, eps):
+    """Right whenever v > 0, but a weight whose gradient has always been 0 gets 0 / 0 = nan."""
+    new_m = beta1 * m + (1 - beta1) * grad
+    new_v = beta2 * v + (1 - beta2) * grad**2
+    return w - lr * (new_m / (1 - beta1**t)) / np.sqrt(new_v / (1 - beta2**t)), new_m, new_v
+
+
 # ---- clip_grad_norm --------------------------------------------------------------------------------------
 
 def clip_per_tensor_not_global(grads, max_norm):
@@ -267,6 +274,7 @@ WRONG_ANSWERS = [
     ("adam_step", adam_without_bias_correction, "first step"),
     ("adam_step", adam_second_moment_of_momentum, "first step"),
     ("adam_step", adam_bias_correction_counts_from_zero, "first step"),
+    ("adam_step", adam_without_eps, "eps keeps the step finite"),
     ("clip_grad_norm", clip_per_tensor_not_global, "at most max_norm"),
     ("clip_grad_norm", clip_returns_norm_after_clipping, "before clipping"),
     ("clip_grad_norm", clip_always_rescales_to_max_norm, "same factor"),

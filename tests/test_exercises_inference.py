@@ -100,6 +100,13 @@ def top_p_trusts_the_float_sum_to_hit_p(logits, p):
     return _nucleus(logits, p, lambda mass, probability, p: mass - probability < p)
 
 
+def temperature_softmax_subtracting_the_global_max(logits, temperature):
+    if temperature == 0:
+        return ex.get_exercise("temperature_softmax").reference(logits, 0.0)
+    exps = np.exp((logits - logits.max()) / temperature)
+    return exps / exps.sum(axis=-1, keepdims=True)
+
+
 # ---- kv_cache_decode_step --------------------------------------------------------------------------------
 
 def _decode(q, keys, values, scale=True, axis=-1):
@@ -140,6 +147,7 @@ WRONG_ANSWERS = [
     ("temperature_softmax", temperature_applied_after_the_softmax, "probability distribution"),
     ("temperature_softmax", temperature_softmax_without_max_subtraction, "+-1e4"),
     ("temperature_softmax", temperature_zero_divides_by_zero, "temperature 0 is greedy"),
+    ("temperature_softmax", temperature_softmax_subtracting_the_global_max, "+-1e4"),
     ("top_k_filter", top_k_keeps_the_smallest, "LARGEST"),
     ("top_k_filter", top_k_keeps_every_tie_of_the_kth_value, "exactly min(k, V)"),
     ("top_k_filter", top_k_fills_dropped_tokens_with_zero, "-inf"),

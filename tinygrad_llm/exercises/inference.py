@@ -111,8 +111,9 @@ def _filtered_of(learner, drawn: dict, name: str, reference) -> np.ndarray:
 @st.composite
 def temperature_inputs(draw, low: float = 0.05, high: float = 5.0, huge: bool = False) -> dict:
     logits = draw(logit_rows())
-    if huge:
-        logits = logits + draw(st.sampled_from([HUGE_LOGIT, -HUGE_LOGIT]))
+    if huge:  # each row moves by +1e4 or -1e4 on its own, so one max over the whole array leaves a row at 0 / 0
+        signs = draw(st.lists(st.sampled_from([1.0, -1.0]), min_size=len(logits), max_size=len(logits)))
+        logits = logits + HUGE_LOGIT * np.array(signs)[:, None]
     return {"logits": logits, "temperature": draw(finite_floats(low, high))}
 
 

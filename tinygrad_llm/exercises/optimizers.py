@@ -72,11 +72,16 @@ def plain_sgd(w, grad, velocity, lr, momentum, weight_decay) -> tuple[np.ndarray
 
 
 @st.composite
-def adam_inputs(draw, first_step: bool = False) -> dict:
-    """Adam state mid-training (t in 1..20, where bias correction matters most), or the very first step."""
+def adam_inputs(draw, first_step: bool = False, zero_gradient: bool = False) -> dict:
+    """Adam state mid-training (t in 1..20, where bias correction matters most), or the very first step.
+
+    `zero_gradient` (with first_step) makes at least one gradient entry exactly 0, as for an embedding row no
+    token used: its m and v stay 0, and only eps keeps 0 / 0 from turning that weight into nan."""
     shape = draw(small_shapes(max_dims=2))
     if first_step:  # gradients bounded away from 0, so eps is negligible and each coordinate moves by ~lr
         signs = draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([1.0, -1.0])))
+        if zero_gradient:
+            signs.flat[draw(st.integers(0, signs.size - 1))] = 0.0
         grad = signs * draw(float_arrays(shape, 1e-3, 10.0))
         m, v, t = np.zeros(shape), np.zeros(shape), 1
     else:
@@ -192,6 +197,9 @@ ADAM_STEP = Exercise(
         matches_reference(adam_first_step, adam_inputs(first_step=True), rtol=1e-4, atol=1e-6,
                           names=("new_w", "new_m", "new_v"),
                           name="the first step (t=1, m=v=0) moves every weight by about lr against its gradient"),
+        matches_reference(adam_step, adam_inputs(first_step=True, zero_gradient=True), rtol=1e-7, atol=1e-10,
+                          names=("new_w", "new_m", "new_v"),
+                          name="eps keeps the step finite: a weight whose gradient and moments are 0 does not move"),
         matches_reference(adam_step, adam_inputs(), rtol=1e-7, atol=1e-10, names=("new_w", "new_m", "new_v")),
     ),
 )
