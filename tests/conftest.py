@@ -44,22 +44,18 @@ def pytest_configure_node(node):
     node.workerinput["loadgroup"] = node.config.option.dist == "loadgroup"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
-def pytest_collection_modifyitems(config, items):
-    """Two hints for `pytest -n auto`, harmless without it.
+def pytest_itemcollected(item):
+    """Under `pytest -n auto`, the tests that share a module-scoped fixture (most often a model the module trains)
+    go to one worker. Dealt out one by one, they would reach both workers, and each would build the fixture: the
+    same training done twice. Marked as each test is collected, before any collection_modifyitems hook."""
+    if getattr(item.config.option, "loadgroup", False) and _shares_a_fixture_beyond_one_test(item):
+        item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
-    The notebooks first among the single tests: each takes minutes while most tests take milliseconds, so the
-    workers share them out early and end on short tests, not with one core running a notebook alone.
 
-    The tests that share a module-scoped fixture (most often a model the module trains) go to one worker. Dealt out
-    one by one, they would reach both workers, and each would build the fixture: the same training done twice.
-    """
+def pytest_collection_modifyitems(items):
+    """The notebooks first among the single tests: each takes minutes while most tests take milliseconds, so the
+    workers share them out early and end on short tests, not with one core running a notebook alone."""
     items.sort(key=lambda item: "test_notebooks.py" not in item.nodeid)
-    if not getattr(config.option, "loadgroup", False):
-        return
-    for item in items:
-        if _shares_a_fixture_beyond_one_test(item):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 def _shares_a_fixture_beyond_one_test(item):
